@@ -49,6 +49,12 @@ export const FlowChainErrorCode = {
   OWNERSHIP_LOST: 'OWNERSHIP_LOST',
   /** A durable chain's flow list no longer matches the checkpoint it must resume from. */
   INCOMPATIBLE_CHAIN: 'INCOMPATIBLE_CHAIN',
+  /** The job was canceled; stored as a canceled job's result. */
+  JOB_CANCELED: 'JOB_CANCELED',
+  /** The job kind's `cancel` failed; the job stays Canceling and may still finish. */
+  CANCEL_FAILED: 'CANCEL_FAILED',
+  /** `waitFor` gave up before the job reached a final state. */
+  WAIT_TIMEOUT: 'WAIT_TIMEOUT',
   /** A job was interrupted (node stopped or died); it can be resumed. */
   JOB_INTERRUPTED: 'JOB_INTERRUPTED',
   /** A job exceeded its takeover limit: it crashed its node too many times. */

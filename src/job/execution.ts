@@ -1,0 +1,305 @@
+import {
+  FlowChainError,
+  FlowChainErrorCode,
+  describeThrown,
+  invalidArgument,
+  isFlowChainError,
+  serializeError,
+} from '../errors.js';
+import type { FlowChain } from '../flow/chain.js';
+import type { JobChanges, ProgressEntry, StoredJob } from '../store/contract.js';
+import type { ManagerCore } from './core.js';
+import { toJsonText } from './json.js';
+import type { JobContext, ResolvedKind } from './kind.js';
+import { type LongJob, checkStoredJob, toLongJob } from './record.js';
+import { type LongJobStateEvent, isFinalState, nextLongJobState } from './states.js';
+
+/** The owner fence of a write: this incarnation at this epoch. @internal */
+export interface Owner {
+  incarnation: string;
+  epoch: number;
+}
+
+/** One run of a job's code on this node. @internal */
+export class Execution {
+  readonly controller = new AbortController();
+  /** The kind's cancel has been called (or is being called) for this run. */
+  cancelDelivered = false;
+  /** `stop({ mode: 'suspend' })` asked this run to stop: a failure now means Suspended. */
+  suspendRequested = false;
+  /** This node no longer owns the job (or someone else finished it): never write again. */
+  abandoned = false;
+  settled: Promise<void> = Promise.resolve();
+  private ctx: Context | undefined = undefined;
+
+  constructor(
+    readonly uuid: string,
+    readonly kind: ResolvedKind,
+    readonly owner: Owner,
+  ) {}
+
+  abort(reason: unknown): void {
+    if (!this.controller.signal.aborted) this.controller.abort(reason);
+  }
+
+  /** The context the job's code sees (one per run). */
+  context(core: ManagerCore, job: StoredJob): JobContext<unknown> & { runChain: Context['runChain'] } {
+    this.ctx ??= new Context(core, this, job);
+    return this.ctx;
+  }
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** Starts the job's code in the background. @internal */
+export function startExecution(core: ManagerCore, job: StoredJob, kind: ResolvedKind, mode: 'start' | 'resume'): Execution {
+  const owner = { incarnation: job.incarnation as string, epoch: job.epoch };
+  const execution = new Execution(job.uuid, kind, owner);
+  core.executions.set(job.uuid, execution);
+  execution.settled = runExecution(core, execution, job, mode).finally(() => {
+    if (core.executions.get(job.uuid) === execution) core.executions.delete(job.uuid);
+  });
+  return execution;
+}
+
+async function runExecution(core: ManagerCore, execution: Execution, job: StoredJob, mode: 'start' | 'resume'): Promise<void> {
+  let outcome: Outcome;
+  try {
+    const context = execution.context(core, job);
+    const { kind, chainKind } = execution.kind;
+    let value: unknown;
+    if (chainKind !== undefined) {
+      value = await context.runChain(chainKind.chain(context.job, context.jobData));
+    } else if (kind !== undefined) {
+      const body = mode === 'resume' && kind.resume !== undefined ? kind.resume : kind.start;
+      value = await body.call(kind, context.job, context);
+    }
+    outcome = { ok: true, value };
+  } catch (error) {
+    outcome = { ok: false, error };
+  }
+  if (execution.abandoned) return;
+  await finishJob(core, execution, outcome);
+}
+
+/** Records a run's outcome (J5), retrying through conflicts and store failures. */
+async function finishJob(core: ManagerCore, execution: Execution, outcome: Outcome): Promise<void> {
+  let resultText: string | undefined;
+  if (outcome.ok) {
+    try {
+      resultText = outcome.value === undefined ? 'Succeeded' : toJsonText(outcome.value, 'result');
+    } catch (error) {
+      outcome = {
+        ok: false,
+        error: new FlowChainError(
+          FlowChainErrorCode.INVALID_ARGUMENT,
+          `Job ${execution.uuid} completed with a result that cannot be stored as JSON: ${describeThrown(error)}`,
+          { cause: error },
+        ),
+      };
+    }
+  }
+  let progressWritten = !outcome.ok;
+  await writeOwned(core, execution, execution.uuid, async (job) => {
+    if (!progressWritten) {
+      // ZStack reports 100 before the job turns Succeeded.
+      await appendProgress(core, job, 100, null);
+      progressWritten = true;
+    }
+    return completionChanges(job, outcome, resultText, execution);
+  });
+}
+
+/** The write that records an outcome, following ZStack's completion rules. @internal */
+export function completionChanges(
+  job: StoredJob,
+  outcome: Outcome,
+  resultText: string | undefined,
+  execution: { suspendRequested: boolean },
+): JobChanges | undefined {
+  let event: LongJobStateEvent;
+  let jobResult = job.jobResult;
+  if (outcome.ok) {
+    event = 'succeed';
+    jobResult ??= resultText ?? 'Succeeded';
+  } else {
+    const code = isFlowChainError(outcome.error) ? outcome.error.code : undefined;
+    if (execution.suspendRequested || code === FlowChainErrorCode.JOB_INTERRUPTED) event = 'suspend';
+    else if (code === FlowChainErrorCode.JOB_CANCELED) event = 'canceled';
+    else event = 'fail';
+    const canceling = job.state === 'Canceling' || job.state === 'Canceled';
+    const error =
+      canceling && code !== FlowChainErrorCode.JOB_CANCELED
+        ? new FlowChainError(FlowChainErrorCode.JOB_CANCELED, `Job ${job.uuid} was canceled.`, { cause: outcome.error })
+        : outcome.error;
+    jobResult ??= JSON.stringify(serializeError(error));
+  }
+  if (isFinalState(job.state)) return undefined;
+  const state = nextLongJobState(job.state, event, job.uuid);
+  const changes: JobChanges = { state, jobResult, lastOpDate: nowIso() };
+  if (isFinalState(state)) {
+    Object.assign(changes, finalChanges(job));
+  } else if (state === 'Suspended' && execution.suspendRequested) {
+    // Stopped on purpose: leave the job to whichever node claims it next.
+    changes.incarnation = null;
+    changes.managementNodeUuid = null;
+  }
+  return changes;
+}
+
+/** What every write into a final state also sets. @internal */
+export function finalChanges(job: StoredJob): JobChanges {
+  return {
+    incarnation: null,
+    executeTime: job.executeTime ?? Math.max(1, Math.round((Date.now() - Date.parse(job.createDate)) / 1000)),
+  };
+}
+
+/**
+ * Reads the job, lets `decide` compute a write, and writes it fenced by `owner`. Retries on
+ * version conflicts at once and on store failures with backoff while the manager is live.
+ * Returns the written record, or undefined when nothing was written (decided so, the job
+ * is gone, or this node lost it).
+ * @internal
+ */
+export async function writeOwned(
+  core: ManagerCore,
+  execution: Execution | Owner,
+  uuid: string,
+  decide: (job: StoredJob) => JobChanges | undefined | Promise<JobChanges | undefined>,
+): Promise<StoredJob | undefined> {
+  const owner = execution instanceof Execution ? execution.owner : execution;
+  for (let attempt = 0; ; attempt++) {
+    if (execution instanceof Execution && execution.abandoned) return undefined;
+    try {
+      return await core.serial(uuid, async () => {
+        const job = await readJob(core, uuid);
+        if (job === undefined) return undefined;
+        if (job.incarnation !== owner.incarnation || job.epoch !== owner.epoch) {
+          throw new FlowChainError(FlowChainErrorCode.OWNERSHIP_LOST, `This node no longer owns job ${uuid}.`, {
+            details: { uuid },
+          });
+        }
+        const changes = await decide(job);
+        if (changes === undefined) return undefined;
+        const updated = await core.store.updateJob(uuid, { version: job.version, owner }, changes);
+        core.published(updated, job.state);
+        return updated;
+      });
+    } catch (error) {
+      if (isFlowChainError(error, FlowChainErrorCode.STORE_CONFLICT)) continue;
+      if (isFlowChainError(error, FlowChainErrorCode.OWNERSHIP_LOST)) {
+        if (execution instanceof Execution) {
+          execution.abandoned = true;
+          execution.abort(error);
+        }
+        return undefined;
+      }
+      if (!isFlowChainError(error, FlowChainErrorCode.STORE_FAILURE) || !core.live) {
+        core.reportError(error, `writing job ${uuid}`);
+        return undefined;
+      }
+      core.reportError(error, `writing job ${uuid} (retrying)`);
+      await sleep(Math.min(5_000, 50 * 2 ** Math.min(attempt, 7)));
+    }
+  }
+}
+
+/** Reads and validates a job (S4: a corrupt record is CORRUPT_RECORD). @internal */
+export async function readJob(core: ManagerCore, uuid: string): Promise<StoredJob | undefined> {
+  const raw = await core.store.getJob(uuid);
+  return raw === undefined ? undefined : checkStoredJob(raw);
+}
+
+/** Appends a progress report and publishes it. @internal */
+export async function appendProgress(core: ManagerCore, job: LongJob, percent: number, detail: string | null): Promise<void> {
+  const entry: ProgressEntry = { apiId: job.apiId, jobUuid: job.uuid, percent, detail, time: nowIso() };
+  await core.store.appendProgress(entry);
+  core.emitEvent('job:progress', entry);
+}
+
+class Context implements JobContext<unknown> {
+  readonly job: LongJob;
+  readonly jobData: unknown;
+  readonly nodeId: string;
+  private progressQueue: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly core: ManagerCore,
+    private readonly execution: Execution,
+    stored: StoredJob,
+  ) {
+    this.job = toLongJob(stored);
+    this.jobData = JSON.parse(stored.jobData) as unknown;
+    this.nodeId = core.nodeId;
+  }
+
+  get signal(): AbortSignal {
+    return this.execution.controller.signal;
+  }
+
+  async progress(percent: number, detail?: unknown): Promise<void> {
+    if (typeof percent !== 'number' || !Number.isFinite(percent) || percent < 0 || percent > 100) {
+      throw invalidArgument('percent', 'a number from 0 to 100', percent);
+    }
+    const detailText = detail === undefined ? null : toJsonText(detail, 'detail');
+    await appendProgress(this.core, this.job, percent, detailText);
+  }
+
+  async setResult(value: unknown): Promise<void> {
+    const text = toJsonText(value, 'result');
+    await writeOwned(this.core, this.execution, this.job.uuid, (job) =>
+      job.jobResult === null ? { jobResult: text, lastOpDate: nowIso() } : undefined,
+    );
+  }
+
+  async runChain<Data>(chain: FlowChain<Data>): Promise<Data> {
+    let completed = 0;
+    let reported = -1;
+    const onStep = (): void => {
+      completed++;
+      const total = Math.max(1, chain.flows.length);
+      // 100 is written when the job succeeds, not when the last flow does.
+      const percent = Math.min(99, Math.floor((100 * completed) / total));
+      if (percent <= reported) return;
+      reported = percent;
+      this.progressQueue = this.progressQueue
+        .then(() => appendProgress(this.core, this.job, percent, null))
+        .catch((error: unknown) => this.core.reportError(error, `reporting progress of job ${this.job.uuid}`));
+    };
+    chain.on('flow:done', onStep);
+    chain.on('flow:skip', onStep);
+    try {
+      return await chain.start({ signal: this.signal });
+    } finally {
+      chain.off('flow:done', onStep);
+      chain.off('flow:skip', onStep);
+      await this.progressQueue;
+    }
+  }
+}
+
+/** Now as an ISO-8601 string. @internal */
+export function nowIso(): string {
+  return new Date().toISOString();
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Runs a kind's `clean` for a job this node owns (after a cancel, or for an interrupted job
+ * that cannot resume). A failing clean is reported and does not stop the job from ending,
+ * as ZStack's clean takes a NoErrorCompletion.
+ * @internal
+ */
+export async function runClean(core: ManagerCore, job: StoredJob, kind: ResolvedKind, owner: Owner): Promise<void> {
+  if (kind.clean === undefined) return;
+  const execution = new Execution(job.uuid, kind, owner);
+  try {
+    await kind.clean(toLongJob(job), execution.context(core, job));
+  } catch (error) {
+    core.reportError(error, `cleaning job ${job.uuid}`);
+  }
+}

@@ -1,0 +1,140 @@
+import { FlowChainError, FlowChainErrorCode, isFlowChainError, serializeError } from '../errors.js';
+import type { StoredJob } from '../store/contract.js';
+import type { ManagerCore } from './core.js';
+import { type Owner, finalChanges, nowIso, runClean, startExecution, writeOwned } from './execution.js';
+import type { ResolvedKind } from './kind.js';
+import { checkStoredJob, toLongJob } from './record.js';
+import { type LongJobStateEvent, nextLongJobState } from './states.js';
+
+/**
+ * Claims every job this node may take — its previous incarnation's and orphans, of kinds
+ * it has registered — and applies the restart rules to each (J8). Returns how many it took.
+ * @internal
+ */
+export async function reclaimJobs(core: ManagerCore, reason: 'restart' | 'orphan'): Promise<number> {
+  const incarnation = core.incarnation;
+  if (incarnation === undefined || core.kinds.size === 0) return 0;
+  let total = 0;
+  for (;;) {
+    const claimed = await core.store.claimJobs({
+      nodeId: core.nodeId,
+      incarnation,
+      jobNames: [...core.kinds.keys()],
+      limit: core.options.claimBatchSize,
+    });
+    for (const raw of claimed) {
+      let job: StoredJob;
+      try {
+        job = checkStoredJob(raw);
+      } catch (error) {
+        // A corrupt record stays where it is, visible; it never stops the others (S4).
+        core.reportError(error, 'claiming jobs');
+        continue;
+      }
+      const wasOurs = reason === 'restart' && raw.managementNodeUuid === core.nodeId;
+      core.published(job, null);
+      core.emitEvent('job:claim', toLongJob(job), wasOurs ? 'restart' : 'orphan');
+      void recoverJob(core, job).catch((error: unknown) => core.reportError(error, `recovering job ${job.uuid}`));
+    }
+    total += claimed.length;
+    if (claimed.length < core.options.claimBatchSize) return total;
+  }
+}
+
+/**
+ * ZStack's restart rules for a job this node just claimed: Waiting → start;
+ * Running/Suspended → resume if the kind can, else clean (if it can) then Failed;
+ * Canceling → clean (if it can) then Canceled. A job taken over more than `maxTakeovers`
+ * times fails instead (a poison job must not crash-loop every node).
+ * @internal
+ */
+export async function recoverJob(core: ManagerCore, job: StoredJob): Promise<void> {
+  const kind = core.kinds.get(job.jobName) as ResolvedKind;
+  const owner: Owner = { incarnation: job.incarnation as string, epoch: job.epoch };
+  if (job.takeovers > core.options.maxTakeovers) {
+    const error = new FlowChainError(
+      FlowChainErrorCode.TAKEOVER_LIMIT_EXCEEDED,
+      `Job ${job.uuid} was taken over ${job.takeovers} times (limit ${core.options.maxTakeovers}): it seems to crash the node running it, so it was failed instead of resumed again.`,
+      { details: { uuid: job.uuid, takeovers: job.takeovers, maxTakeovers: core.options.maxTakeovers } },
+    );
+    await endJob(core, owner, job.uuid, 'fail', error);
+    return;
+  }
+  switch (job.state) {
+    case 'Waiting':
+      await transitionAndRun(core, owner, job.uuid, kind, 'start');
+      return;
+    case 'Running':
+    case 'Suspended':
+      if (kind.supportsResume) {
+        await transitionAndRun(core, owner, job.uuid, kind, 'resume');
+        return;
+      }
+      await runClean(core, job, kind, owner);
+      await endJob(
+        core,
+        owner,
+        job.uuid,
+        'fail',
+        new FlowChainError(
+          FlowChainErrorCode.JOB_INTERRUPTED,
+          `Job ${job.uuid} was ${job.state} on a node that stopped, and kind ${JSON.stringify(job.jobName)} cannot resume it; rerun it to start over.`,
+          { details: { uuid: job.uuid } },
+        ),
+      );
+      return;
+    case 'Canceling':
+      await runClean(core, job, kind, owner);
+      await endJob(
+        core,
+        owner,
+        job.uuid,
+        kind.clean === undefined ? 'canceled' : 'fail',
+        new FlowChainError(FlowChainErrorCode.JOB_CANCELED, `Job ${job.uuid} was canceled.`),
+      );
+      return;
+    default:
+      return;
+  }
+}
+
+/** Writes `start` or `resume` (→ Running), then runs the kind's code. @internal */
+export async function transitionAndRun(
+  core: ManagerCore,
+  owner: Owner,
+  uuid: string,
+  kind: ResolvedKind,
+  mode: 'start' | 'resume',
+): Promise<StoredJob | undefined> {
+  const updated = await writeOwned(core, owner, uuid, (job) => ({
+    state: nextLongJobState(job.state, mode, uuid),
+    lastOpDate: nowIso(),
+  }));
+  if (updated !== undefined) startExecution(core, updated, kind, mode);
+  return updated;
+}
+
+/** Ends a job with an event and an error result (first result wins). @internal */
+export async function endJob(
+  core: ManagerCore,
+  owner: Owner,
+  uuid: string,
+  event: LongJobStateEvent,
+  error: unknown,
+): Promise<StoredJob | undefined> {
+  return writeOwned(core, owner, uuid, (job) => {
+    const state = nextLongJobState(job.state, event, uuid);
+    if (state === job.state) return undefined;
+    return {
+      state,
+      jobResult: job.jobResult ?? JSON.stringify(serializeError(error)),
+      lastOpDate: nowIso(),
+      ...finalChanges(job),
+    };
+  });
+}
+
+/** Whether an error is a store outage (worth retrying later) rather than a real refusal. @internal */
+export function isStoreOutage(error: unknown): boolean {
+  return isFlowChainError(error, FlowChainErrorCode.STORE_FAILURE);
+}
