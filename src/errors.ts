@@ -41,6 +41,8 @@ export const FlowChainErrorCode = {
   STORE_CONFLICT: 'STORE_CONFLICT',
   /** The store failed to read or write; nothing was half-written. */
   STORE_FAILURE: 'STORE_FAILURE',
+  /** The database holds a schema newer than this version of flowchain understands. */
+  SCHEMA_VERSION_UNSUPPORTED: 'SCHEMA_VERSION_UNSUPPORTED',
   /** A record read from a store is corrupt or foreign; the message names the record and field. */
   CORRUPT_RECORD: 'CORRUPT_RECORD',
   /** The manager is not running (`submit` before `start()` or after `stop()`). */

@@ -1,0 +1,6 @@
+/**
+ * `flowchain/testing`: the job-store conformance suite and helpers for tests that write
+ * their own store or mock job storage. Runs under your own test runner; bundles none.
+ */
+export { describeJobStoreContract, type ContractRunner, type JobStoreContractOptions } from './testing/contract-suite.js';
+export { makeStoredJob, sampleInventory } from './testing/fixtures.js';
