@@ -1,109 +1,70 @@
 /**
- * The demo: a volume migration (allocate space → copy → switch → clean up) run as a
- * FlowChain, once succeeding and once failing at `copy`, printing each flow's outcome.
+ * The demo: submits an APIPrimaryStorageMigrateVolumeMsg long job whose body is the
+ * volume-migration FlowChain, shows its progress, and prints the final inventory. Then a
+ * second run with a failure injected at `copy` shows the rollback and a Failed inventory.
  *
  *   npm run demo
+ *
+ * It runs on the embedded in-memory store.
  */
-import { FlowChain, type Flow, type FlowTraceEntry } from 'flowchain';
+import { JobManager, MemoryJobStore, type LongJob } from 'flowchain';
+import { migrateVolumeChain, type MigrateVolumeJobData } from './migrate-volume.js';
 
-type MigrateVolume = {
-  volumeUuid: string;
-  srcPrimaryStorageUuid: string;
-  dstPrimaryStorageUuid: string;
-  allocatedBytes?: number;
-  copiedTo?: string;
-  switched?: boolean;
-};
-
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function migrateVolume(failAtCopy: boolean): FlowChain<MigrateVolume> {
-  const allocate: Flow<MigrateVolume> = {
-    name: 'allocate-space',
-    run(trigger, data) {
-      // Callback style, as in ZStack: call next() or fail() exactly once.
-      setTimeout(() => {
-        data.allocatedBytes = 10 * 2 ** 30;
-        trigger.next();
-      }, 20);
-    },
-    rollback(trigger, data) {
-      delete data.allocatedBytes;
-      trigger.rollback();
-    },
-  };
-  const copy: Flow<MigrateVolume> = {
-    name: 'copy',
-    timeoutMs: 5_000,
-    async run(_trigger, data) {
-      // Promise style: resolve to go on, throw to fail.
-      await pause(40);
-      if (failAtCopy) throw new Error(`network to ${data.dstPrimaryStorageUuid} dropped mid-copy`);
-      data.copiedTo = data.dstPrimaryStorageUuid;
-    },
-    async rollback(_trigger, data) {
-      await pause(10);
-      delete data.copiedTo;
-    },
-  };
-  const switchOver: Flow<MigrateVolume> = {
-    name: 'switch',
-    async run(_trigger, data) {
-      await pause(10);
-      data.switched = true;
-    },
-    async rollback(_trigger, data) {
-      data.switched = false;
-    },
-  };
-  const cleanUp: Flow<MigrateVolume> = {
-    name: 'clean-up-source',
-    async run() {
-      await pause(10);
-    },
-  };
-  return new FlowChain<MigrateVolume>({
-    name: 'migrate-volume',
-    data: {
-      volumeUuid: '6b2b2a2c5e7e4d8f9a0b1c2d3e4f5a6b',
-      srcPrimaryStorageUuid: 'a1f4c2e0b3d94c6e8f7a6b5c4d3e2f10',
-      dstPrimaryStorageUuid: 'f0e1d2c3b4a5968778695a4b3c2d1e0f',
-    },
-  })
-    .flow(allocate)
-    .flow(copy)
-    .flow(switchOver)
-    .flow(cleanUp);
-}
-
-function printTrace(trace: FlowTraceEntry[]): void {
-  for (const entry of trace) {
-    const ran = entry.durationMs === undefined ? '' : ` ran ${Math.round(entry.durationMs)} ms`;
-    const undone =
-      entry.rollbackDurationMs === undefined ? '' : `, rollback ${Math.round(entry.rollbackDurationMs)} ms`;
-    console.log(`  ${String(entry.index + 1).padStart(2)}. ${entry.name.padEnd(16)} ${entry.outcome}${ran}${undone}`);
-  }
-}
+const JOB = 'APIPrimaryStorageMigrateVolumeMsg';
 
 async function main(): Promise<void> {
-  console.log('1) migrate-volume, everything works:');
-  const ok = migrateVolume(false);
-  const data = await ok.start();
-  printTrace(ok.trace);
-  console.log(`  -> succeeded, data: ${JSON.stringify(data)}\n`);
+  const jobs = new JobManager({ store: new MemoryJobStore(), nodeId: 'b44bfa17ef294a75824db6e455b183fa' });
+  jobs.register<MigrateVolumeJobData & { failAt?: string }>(JOB, {
+    start: (_job, ctx) =>
+      ctx.runChain(migrateVolumeChain(ctx.jobData, { ...(ctx.jobData.failAt ? { failAt: ctx.jobData.failAt } : {}), log: console.log })),
+    validate(jobData) {
+      if (!/^[0-9a-f]{32}$/.test(jobData.volumeUuid)) throw new Error('volumeUuid must be a 32-hex uuid');
+    },
+  });
+  await jobs.start();
 
-  console.log('2) migrate-volume, the copy fails:');
-  const failing = migrateVolume(true);
-  const order: string[] = [];
-  failing.on('rollback:done', (name) => order.push(name));
-  try {
-    await failing.start();
-  } catch (error) {
-    printTrace(failing.trace);
-    console.log(`  -> failed: ${(error as Error).message}`);
-    console.log(`  -> rolled back, in this order: ${order.join(' → ')}`);
-    console.log(`  -> data after rollback: ${JSON.stringify(failing.data)}`);
-  }
+  const jobData: MigrateVolumeJobData = {
+    volumeUuid: '8b0f6b1b2a9c4e8f9d3c7a6e5b4a3c21',
+    srcPrimaryStorageUuid: '2c6d8e0f1a3b4c5d6e7f8091a2b3c4d5',
+    dstPrimaryStorageUuid: '9f8e7d6c5b4a39281706f5e4d3c2b1a0',
+    type: 'NFSTONFSVOLUME',
+  };
+
+  console.log('1) Migrate volume 8b0f6b1b… from NFS to NFS:');
+  const ok = await run(jobs, jobData);
+  console.log(JSON.stringify(ok, null, 2));
+
+  console.log('\n2) The same migration, with the copy failing:');
+  const failed = await run(jobs, { ...jobData, failAt: 'copy' } as MigrateVolumeJobData);
+  console.log(JSON.stringify(failed, null, 2));
+
+  await jobs.stop();
+}
+
+async function run(jobs: JobManager, jobData: MigrateVolumeJobData): Promise<LongJob> {
+  const job = await jobs.submit({ jobName: JOB, jobData, targetResourceUuid: jobData.volumeUuid });
+  console.log(`  submitted job ${job.uuid}: ${job.state}`);
+  const show = progressView(job.apiId);
+  jobs.on('job:progress', show);
+  const finished = await jobs.waitFor(job.uuid);
+  jobs.off('job:progress', show);
+  if (process.stdout.isTTY) process.stdout.write('\n');
+  console.log(`  job ${finished.uuid}: ${finished.state}`);
+  return finished;
+}
+
+/** A progress bar on a terminal; plain lines otherwise. */
+function progressView(apiId: string): (entry: { apiId: string; percent: number }) => void {
+  return (entry) => {
+    if (entry.apiId !== apiId) return;
+    if (process.stdout.isTTY) {
+      const width = 30;
+      const filled = Math.round((entry.percent / 100) * width);
+      process.stdout.write(`\r  [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(entry.percent).padStart(3)}%`);
+    } else {
+      console.log(`  progress ${entry.percent}%`);
+    }
+  };
 }
 
 await main();

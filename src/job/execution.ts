@@ -100,7 +100,7 @@ async function finishJob(core: ManagerCore, execution: Execution, outcome: Outco
     }
   }
   let progressWritten = !outcome.ok;
-  await writeOwned(core, execution, execution.uuid, async (job) => {
+  await writeOwned(core, execution, execution.uuid, RETRY, async (job) => {
     if (!progressWritten) {
       // ZStack reports 100 before the job turns Succeeded.
       await appendProgress(core, job, 100, null);
@@ -166,6 +166,7 @@ export async function writeOwned(
   core: ManagerCore,
   execution: Execution | Owner,
   uuid: string,
+  options: { retry: boolean },
   decide: (job: StoredJob) => JobChanges | undefined | Promise<JobChanges | undefined>,
 ): Promise<StoredJob | undefined> {
   const owner = execution instanceof Execution ? execution.owner : execution;
@@ -195,7 +196,7 @@ export async function writeOwned(
         }
         return undefined;
       }
-      if (!isFlowChainError(error, FlowChainErrorCode.STORE_FAILURE) || !core.live) {
+      if (!isFlowChainError(error, FlowChainErrorCode.STORE_FAILURE) || !core.live || !options.retry) {
         core.reportError(error, `writing job ${uuid}`);
         return undefined;
       }
@@ -248,7 +249,7 @@ class Context implements JobContext<unknown> {
 
   async setResult(value: unknown): Promise<void> {
     const text = toJsonText(value, 'result');
-    await writeOwned(this.core, this.execution, this.job.uuid, (job) =>
+    await writeOwned(this.core, this.execution, this.job.uuid, RETRY, (job) =>
       job.jobResult === null ? { jobResult: text, lastOpDate: nowIso() } : undefined,
     );
   }
@@ -278,6 +279,8 @@ class Context implements JobContext<unknown> {
     }
   }
 }
+
+const RETRY = { retry: true };
 
 /** Now as an ISO-8601 string. @internal */
 export function nowIso(): string {

@@ -110,11 +110,13 @@ export function resolveKind(jobName: string, definition: unknown): ResolvedKind 
   const d = definition as Record<string, unknown>;
   const hasStart = d.start !== undefined;
   const hasChain = d.chain !== undefined;
+  const has = (key: string): boolean => typeof d[key] === 'function';
   if (hasStart === hasChain) {
     throw invalidArgument('kind', 'an object with exactly one of `start` (code) or `chain` (a durable FlowChain)', definition);
   }
   const functions = hasChain ? ['chain', 'clean', 'validate'] : ['start', 'cancel', 'resume', 'clean', 'validate'];
   for (const key of Object.keys(d)) {
+    if (d[key] === undefined) continue;
     if (!functions.includes(key)) {
       throw invalidArgument(`kind.${key}`, `not set: a ${hasChain ? 'chain' : 'code'} kind takes ${functions.join(', ')}`, d[key]);
     }
@@ -129,7 +131,7 @@ export function resolveKind(jobName: string, definition: unknown): ResolvedKind 
     validate: (d.validate as ResolvedKind['validate']) ?? undefined,
     clean: (d.clean as ResolvedKind['clean']) ?? undefined,
     // A durable chain is canceled through its signal, and resumed from its checkpoint.
-    supportsCancel: hasChain || typeof d.cancel === 'function',
-    supportsResume: hasChain || typeof d.resume === 'function',
+    supportsCancel: hasChain || has('cancel'),
+    supportsResume: hasChain || has('resume'),
   };
 }

@@ -70,7 +70,8 @@ export class Liveness {
 
   /** Waits for running jobs; after `timeoutMs`, suspends the ones still running, fenced. */
   async settle(timeoutMs: number | undefined): Promise<void> {
-    const pending = [...this.core.executions.values()];
+    // A fenced run can no longer write: there is nothing to wait for.
+    const pending = [...this.core.executions.values()].filter((execution) => !execution.abandoned);
     if (pending.length === 0) return;
     const all = Promise.all(pending.map((execution) => execution.settled));
     if (timeoutMs === undefined) {
@@ -87,12 +88,14 @@ export class Liveness {
     clearTimeout(timer);
     if (!expired) return;
     await Promise.all(
-      [...this.core.executions.values()].map(async (execution) => {
+      pending.map(async (execution) => {
+        if (execution.abandoned) return;
         execution.suspendRequested = true;
         execution.abandoned = true;
         execution.abort(interrupted(this.core.nodeId));
         // epoch + 1 fences off the code still running: its late writes are rejected.
-        await writeOwned(this.core, execution.owner, execution.uuid, (job) =>
+        // One attempt: a stop must end even when the store is unreachable.
+        await writeOwned(this.core, execution.owner, execution.uuid, { retry: false }, (job) =>
           isFinalState(job.state)
             ? undefined
             : {

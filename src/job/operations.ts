@@ -203,6 +203,7 @@ export async function resumeJob(core: ManagerCore, uuid: string): Promise<LongJo
     if (!kind.supportsResume) throw notSupported(uuid, current.jobName, 'resume');
     return {
       state: nextLongJobState(current.state, 'resume', uuid),
+      jobResult: null,
       managementNodeUuid: core.nodeId,
       incarnation,
       epoch: current.epoch + 1,

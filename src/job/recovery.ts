@@ -106,8 +106,10 @@ export async function transitionAndRun(
   kind: ResolvedKind,
   mode: 'start' | 'resume',
 ): Promise<StoredJob | undefined> {
-  const updated = await writeOwned(core, owner, uuid, (job) => ({
+  const updated = await writeOwned(core, owner, uuid, { retry: true }, (job) => ({
     state: nextLongJobState(job.state, mode, uuid),
+    // A resumed job's result is written when it finishes; the reason it was suspended goes.
+    ...(mode === 'resume' ? { jobResult: null } : {}),
     lastOpDate: nowIso(),
   }));
   if (updated !== undefined) startExecution(core, updated, kind, mode);
@@ -122,7 +124,7 @@ export async function endJob(
   event: LongJobStateEvent,
   error: unknown,
 ): Promise<StoredJob | undefined> {
-  return writeOwned(core, owner, uuid, (job) => {
+  return writeOwned(core, owner, uuid, { retry: true }, (job) => {
     const state = nextLongJobState(job.state, event, uuid);
     if (state === job.state) return undefined;
     return {
