@@ -1,9 +1,9 @@
 import { EventEmitter } from 'eventemitter3';
-import { FlowChainError, FlowChainErrorCode, describeThrown, invalidArgument } from '../errors.js';
+import { FlowChainError, FlowChainErrorCode, describeThrown, describeValue, invalidArgument } from '../errors.js';
 import type { FlowChainEvents } from '../events.js';
 import type { Flow, FlowData, FlowTrigger, RollbackTrigger } from './flow.js';
 import { ParallelFlow, type ParallelOptions } from './parallel.js';
-import { ChainRun, type RunHooks, type RunResume } from './run.js';
+import { COMPOSITE, ChainRun, type RunHooks, type RunResume } from './run.js';
 import { buildTrace, type FlowTraceEntry } from './trace.js';
 
 /**
@@ -195,6 +195,7 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
    */
   parallel(flows: readonly Flow<Data>[], options: ParallelOptions = {}): this {
     this.assertBuilding('parallel');
+    if (!Array.isArray(flows)) throw invalidArgument('flows', 'an array of flows', flows);
     this.list.push(new ParallelFlow<Data>(flows.map((f, i) => this.toFlow(f, `flows[${i}]`)), options));
     return this;
   }
@@ -324,8 +325,19 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
     return promise;
   }
 
-  /** Runs as a flow of a parent chain, on the parent's data. @internal */
+  /**
+   * Prepares this chain to run as a flow of a parent chain, on the parent's data; the caller
+   * begins the run once it has recorded it (a synchronous parent rollback may need it).
+   * @internal
+   */
   startNested(data: Data, trigger: FlowTrigger, parent: ChainRun<Data>): ChainRun<Data> {
+    if (this.started) {
+      // Checked before anything changes: the run this chain already has stays intact.
+      throw new FlowChainError(
+        FlowChainErrorCode.CHAIN_ALREADY_STARTED,
+        `Chain ${JSON.stringify(this.chainName)} was already started; a chain runs once, so it can be a flow of only one chain, in one place. Build a new chain for each place it runs.`,
+      );
+    }
     this.prepare();
     this.liveData = data;
     const run = new ChainRun<Data>(
@@ -337,20 +349,7 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
       parent.hooks?.idempotencyKey === undefined ? undefined : { idempotencyKey: parent.hooks.idempotencyKey },
     );
     this.run = run;
-    const signal = trigger.signal;
-    run.begin(signal, undefined);
     return run;
-  }
-
-  /** Rolls back a nested chain because its parent failed later. @internal */
-  rollbackNested(trigger: RollbackTrigger): void {
-    const run = this.run;
-    if (run === undefined || run.error !== undefined) {
-      // It failed on its own and has already rolled itself back.
-      trigger.rollback();
-      return;
-    }
-    run.rollbackForParent(trigger);
   }
 
   /** Validates a flow object. @internal */
@@ -418,7 +417,7 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
     if (existing !== undefined) {
       throw new FlowChainError(
         FlowChainErrorCode.INVALID_ARGUMENT,
-        `The ${name} handler of chain ${JSON.stringify(this.chainName)} is already set; a chain has one ${name} handler.`,
+        `The ${name} handler of chain ${JSON.stringify(this.chainName)} is already set; a chain has one ${name} handler (got a second one: ${describeValue(handler)}). Do the work of both in one handler.`,
         { details: { option: name } },
       );
     }
@@ -431,6 +430,9 @@ export class NestedChainFlow<Data> implements Flow<Data> {
   readonly name: string;
   /** The nested chain runs with its own flows' timeouts, not one for the whole chain. */
   readonly timeoutMs = 0;
+  readonly [COMPOSITE] = true;
+  /** The run this flow started; undefined when starting it failed (nothing to undo then). */
+  private child: ChainRun<Data> | undefined = undefined;
 
   constructor(readonly chain: FlowChain<Data>) {
     this.name = chain.name;
@@ -439,11 +441,14 @@ export class NestedChainFlow<Data> implements Flow<Data> {
   run(trigger: FlowTrigger, data: Data): void {
     const parent = (trigger as unknown as { run: ChainRun<Data> }).run;
     const child = this.chain.startNested(data, trigger, parent);
+    this.child = child;
     parent.children[trigger.index] = [child];
+    child.begin(trigger.signal, undefined);
   }
 
   rollback(trigger: RollbackTrigger): void {
-    this.chain.rollbackNested(trigger);
+    if (this.child === undefined) trigger.rollback();
+    else this.child.rollbackForParent(trigger);
   }
 }
 

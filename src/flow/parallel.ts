@@ -1,7 +1,7 @@
 import { FlowChainError, FlowChainErrorCode, describeThrown, invalidArgument, isFlowChainError } from '../errors.js';
 import { FlowChain } from './chain.js';
 import type { Flow, FlowTrigger, RollbackTrigger } from './flow.js';
-import type { ChainRun } from './run.js';
+import { COMPOSITE, type ChainRun } from './run.js';
 
 /**
  * Options of a parallel group ({@link FlowChain.parallel}).
@@ -34,6 +34,7 @@ export interface ParallelOptions {
 export class ParallelFlow<Data> implements Flow<Data> {
   readonly name: string;
   readonly timeoutMs = 0;
+  readonly [COMPOSITE] = true;
   readonly concurrency: number;
   private readonly executions = new WeakMap<object, ParallelRun<Data>>();
 
@@ -139,7 +140,9 @@ class ParallelRun<Data> {
       index: k,
       idempotencyKey: this.trigger.idempotencyKey,
     };
-    this.runs[k] = chain.startNested(this.data, memberTrigger, this.parent);
+    const run = chain.startNested(this.data, memberTrigger, this.parent);
+    this.runs[k] = run;
+    run.begin(memberTrigger.signal, undefined);
   }
 
   private memberFailed(k: number, error: unknown): void {
@@ -181,7 +184,7 @@ class ParallelRun<Data> {
         const chain = this.chains[k] as FlowChain<Data>;
         let synchronous = true;
         let finished = false;
-        chain.rollbackNested({
+        (this.runs[k] as ChainRun<Data>).rollbackForParent({
           rollback: () => {
             finished = true;
             if (!synchronous) step();

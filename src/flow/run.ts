@@ -41,6 +41,13 @@ const STAGE_PRECHECK = 0;
 const STAGE_SKIP = 1;
 const STAGE_RUN = 2;
 
+/**
+ * Marks a flow that unwinds other flows (a nested chain, a parallel group). Each inner
+ * rollback has its own timeout; one armed for the whole unwinding would let the parent move
+ * on, out of order, while the inner flows are still rolling back. @internal
+ */
+export const COMPOSITE: unique symbol = Symbol('flowchain.composite');
+
 /** How a run reports its end: to `start()`'s promise, or to a parent chain's trigger. @internal */
 export interface RunSettler<Data> {
   resolve(data: Data): void;
@@ -163,6 +170,11 @@ export class ChainRun<Data> implements StepHost {
 
   /** Rolls back this (successful) nested chain because its parent chain failed later. */
   rollbackForParent(step: RollbackTrigger): void {
+    if (this.error !== undefined) {
+      // It failed on its own and has already rolled itself back.
+      step.rollback();
+      return;
+    }
     this.parentRollback = step;
     this.error = step.error;
     this.skipRest = false;
@@ -246,7 +258,15 @@ export class ChainRun<Data> implements StepHost {
         } catch (error) {
           return this.failAt(i, this.flowFailure(i, error, 'its marshaller threw'));
         }
-        if (replacement != null) this.flows[i] = chain.checkFlow(replacement, 'marshaller result');
+        if (replacement != null) {
+          // An invalid replacement fails this flow; thrown from here it would escape into
+          // the previous flow's next() (or start()) and leave the chain running forever.
+          try {
+            this.flows[i] = chain.checkFlow(replacement, 'marshaller result');
+          } catch (error) {
+            return this.failAt(i, this.flowFailure(i, error, 'its marshaller returned an invalid flow'));
+          }
+        }
       }
       const preCheck = chain.preCheckFn;
       if (preCheck !== undefined) {
@@ -330,7 +350,9 @@ export class ChainRun<Data> implements StepHost {
       return !this.checkpointing;
     }
     if (isThenable(result)) step.watch(result);
-    if (this.rollbackTimeoutMs > 0 && step.pending) step.armTimeout(this.rollbackTimeoutMs);
+    if (this.rollbackTimeoutMs > 0 && step.pending && (flow as { [COMPOSITE]?: boolean })[COMPOSITE] !== true) {
+      step.armTimeout(this.rollbackTimeoutMs);
+    }
     return false;
   }
 

@@ -79,10 +79,10 @@ export function buildTrace<Data>(run: ChainRun<Data> | undefined, flows: readonl
       outcome: OUTCOMES[status] ?? 'notRun',
       startedAt: started ? start : undefined,
       durationMs: started && end >= start && end !== 0 ? end - start : undefined,
-      failed: run.flowErrors[i] !== undefined,
+      // `in`, not `!== undefined`: `trigger.fail()` without an argument fails with undefined.
+      failed: i in run.flowErrors,
     };
-    const error = run.flowErrors[i];
-    if (error !== undefined) entry.error = error;
+    if (i in run.flowErrors) entry.error = run.flowErrors[i];
     const rollbackError = run.rollbackFailures[i];
     if (rollbackError !== undefined) entry.rollbackError = rollbackError;
     const rbStart = run.rbTimes?.[2 * i] ?? 0;

@@ -93,6 +93,10 @@ abstract class Step {
       `${this.describe()} did not finish within ${ms} ms; its signal was aborted. Raise \`timeoutMs\` or make it finish sooner.`,
       { flowName: this.flowName, flowIndex: this.index, flowCount: this.run.n, details: { timeoutMs: ms } },
     );
+    // Abandon before aborting: an abort listener that completes the step (the usual
+    // `signal.onabort = () => trigger.fail(signal.reason)`) must be a late call, not a
+    // second settle that would roll back and run the handlers twice.
+    this.state = ABANDONED;
     this.abort(error);
     this.settle(ABANDONED, false, error);
   }
