@@ -282,6 +282,17 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
     return this.run.cancel(reason);
   }
 
+  /** Stops a durable run where it stands, without rollback. @internal */
+  halt(reason: unknown): boolean {
+    return this.run?.halt(reason) ?? false;
+  }
+
+  /** Replaces the data before the chain starts (a durable chain resuming from its checkpoint). @internal */
+  replaceData(data: Data): void {
+    this.assertBuilding('replaceData');
+    this.liveData = data;
+  }
+
   /** Emits an event; a throwing listener becomes a process warning, never a chain failure. @internal */
   emitSafe<Event extends keyof FlowChainEvents<Data>>(
     event: Event,

@@ -56,10 +56,19 @@ export interface RunSettler<Data> {
 
 /** Hooks a durable job uses to checkpoint each step and to resume from a checkpoint. @internal */
 export interface RunHooks {
-  /** Called after every forward outcome and rollback step; the run waits for the promise. */
-  afterStep?(run: ChainRun<unknown>): void | Promise<void>;
   /** `jobUuid:flow:attempt` keys for triggers. */
   idempotencyKey?(flowName: string, index: number): string;
+  /** Called just before a flow's run, or its rollback, starts. */
+  beforeStep?(run: ChainRun<unknown>, index: number): void;
+  /** Called with the data after each flow that completed; a throw fails that flow instead. */
+  checkData?(data: unknown): void;
+  /** Called after every forward outcome and rollback step (of flow `index`); the run waits for it. */
+  afterStep?(run: ChainRun<unknown>, index: number): void | Promise<void>;
+}
+
+/** Whether a flow unwinds other flows (a nested chain, a parallel group). @internal */
+export function isCompositeFlow(flow: object): boolean {
+  return (flow as { [COMPOSITE]?: boolean })[COMPOSITE] === true;
 }
 
 /** The state a resumed run starts from (durable chains). @internal */
@@ -93,6 +102,8 @@ export class ChainRun<Data> implements StepHost {
   private current: FlowStep | RollbackStep | undefined = undefined;
   private driving = false;
   private checkpointing = false;
+  private halted = false;
+  private haltReason: unknown = undefined;
   private skipRest = false;
   private canceled = false;
   private cancelReason: unknown = undefined;
@@ -194,6 +205,27 @@ export class ChainRun<Data> implements StepHost {
     return true;
   }
 
+  /**
+   * Stops the run where it stands, without rollback and without handlers (a durable job
+   * being suspended or fenced): the running step's signal aborts; if it then completes its
+   * outcome is still recorded, if it fails it counts as not run. `start()` rejects with
+   * `reason`.
+   */
+  halt(reason: unknown): boolean {
+    if (this.phase === ENDED || this.halted) return false;
+    this.halted = true;
+    this.haltReason = reason;
+    const step = this.current;
+    if (step !== undefined && step.pending) step.abort(reason);
+    return true;
+  }
+
+  /** Where the run stands, for a checkpoint. */
+  snapshot(): { status: number[]; phase: 'forward' | 'rollback'; index: number } {
+    const rollingBack = this.phase === ROLLBACK || (this.phase !== FORWARD && this.error !== undefined);
+    return { status: this.status.slice(), phase: rollingBack ? 'rollback' : 'forward', index: rollingBack ? this.rbIndex : this.index };
+  }
+
   skipRestRollbacks(): void {
     this.skipRest = true;
   }
@@ -237,6 +269,7 @@ export class ChainRun<Data> implements StepHost {
 
   /** Advances one flow; returns false when it must wait for something asynchronous. */
   private forward(): boolean {
+    if (this.halted) return this.stopHalted();
     const i = this.index;
     if (this.canceled) return this.failAt(i, this.canceledError());
     if (i >= this.n) {
@@ -296,6 +329,7 @@ export class ChainRun<Data> implements StepHost {
     }
     this.stage = STAGE_PRECHECK;
 
+    this.hooks?.beforeStep?.(this as ChainRun<unknown>, i);
     const step = new FlowStep(this, i);
     this.current = step;
     this.status[i] = Status.RUNNING;
@@ -320,6 +354,7 @@ export class ChainRun<Data> implements StepHost {
 
   /** Unwinds one flow; returns false when it must wait. */
   private backward(): boolean {
+    if (this.halted) return this.stopHalted();
     let j = this.rbIndex;
     let flow: Flow<Data> | undefined;
     for (;;) {
@@ -333,6 +368,7 @@ export class ChainRun<Data> implements StepHost {
       j--;
       this.rbIndex = j;
     }
+    this.hooks?.beforeStep?.(this as ChainRun<unknown>, j);
     const step = new RollbackStep(this, j);
     this.current = step;
     this.status[j] = Status.ROLLING_BACK;
@@ -362,6 +398,21 @@ export class ChainRun<Data> implements StepHost {
     const i = step.index;
     this.current = undefined;
     this.times[2 * i + 1] = this.clock();
+    if (this.halted && !ok) {
+      // Interrupted, not failed: the flow is in doubt and runs again when the job resumes.
+      this.status[i] = Status.NOT_RUN;
+      this.resume();
+      return;
+    }
+    const checkData = this.hooks?.checkData;
+    if (ok && checkData !== undefined) {
+      try {
+        checkData(this.data);
+      } catch (invalid) {
+        ok = false;
+        error = invalid;
+      }
+    }
     const emitting = this.listening();
     if (ok) {
       this.status[i] = Status.DONE;
@@ -380,13 +431,19 @@ export class ChainRun<Data> implements StepHost {
           : this.flowFailure(i, error);
       this.failAt(i, failure);
     }
-    this.continue();
+    this.continue(i);
   }
 
   rollbackSettled(step: RollbackStep, ok: boolean, error: unknown): void {
     const j = step.index;
     this.current = undefined;
     (this.rbTimes as number[])[2 * j + 1] = this.clock();
+    if (this.halted && !ok) {
+      // Interrupted: this rollback is in doubt and runs again when the job resumes.
+      this.status[j] = j in this.flowErrors ? Status.FAILED : Status.DONE;
+      this.resume();
+      return;
+    }
     if (ok) {
       this.status[j] = Status.ROLLED_BACK;
       if (this.listening()) this.chain.emitSafe('rollback:done', this.nameOf(j), j);
@@ -394,7 +451,7 @@ export class ChainRun<Data> implements StepHost {
       this.status[j] = Status.ROLLBACK_FAILED;
       const failure = new FlowChainError(
         FlowChainErrorCode.ROLLBACK_FAILED,
-        `Rollback of flow ${JSON.stringify(this.locationOf(j))} failed: ${describeThrown(error)}. Unwinding went on with the previous flow.`,
+        `Rollback of flow ${JSON.stringify(this.locationOf(j))} failed: ${describeThrown(error).replace(/\.$/, '')}. Unwinding went on with the previous flow.`,
         { cause: error, flowName: this.nameOf(j), flowIndex: j, flowCount: this.n },
       );
       this.rollbackFailures[j] = failure;
@@ -402,14 +459,14 @@ export class ChainRun<Data> implements StepHost {
       if (this.listening()) this.chain.emitSafe('rollback:fail', this.nameOf(j), j, failure);
     }
     this.rbIndex = j - 1;
-    this.continue();
+    this.continue(j);
   }
 
-  /** After a step settles: checkpoint if durable, then keep going. */
-  private continue(): void {
+  /** After a step of flow `index` settles: checkpoint if durable, then keep going. */
+  private continue(index: number): void {
     const afterStep = this.hooks?.afterStep;
     if (afterStep !== undefined) {
-      const pending = afterStep(this as ChainRun<unknown>);
+      const pending = afterStep(this as ChainRun<unknown>, index);
       if (isThenable(pending)) {
         // The loop must not run on from an outcome that is not recorded yet.
         this.checkpointing = true;
@@ -423,7 +480,19 @@ export class ChainRun<Data> implements StepHost {
         return;
       }
     }
+    this.resume();
+  }
+
+  /** Goes on driving, unless the loop is already running (it then picks the outcome up). */
+  private resume(): void {
     if (!this.driving) this.drive();
+  }
+
+  private stopHalted(): boolean {
+    this.phase = ENDED;
+    this.detach?.();
+    this.settler.reject(this.haltReason as FlowChainError);
+    return false;
   }
 
   private checkpointFailed(error: unknown): void {

@@ -31,6 +31,7 @@ abstract class Step {
   private abortReason: unknown = undefined;
   private aborted = false;
   private timer: ReturnType<typeof setTimeout> | undefined = undefined;
+  private lastLate: FlowChainError | undefined = undefined;
 
   constructor(
     readonly run: StepHost,
@@ -116,7 +117,10 @@ abstract class Step {
     );
     this.run.reportLate(this.index, late);
     // A timed-out step's late completion is expected and harmless; a second completion is a bug.
-    if (this.state === COMPLETED) throw late;
+    if (this.state === COMPLETED) {
+      this.lastLate = late;
+      throw late;
+    }
   }
 
   /** A synchronous throw from the step's function. */
@@ -125,6 +129,8 @@ abstract class Step {
       this.complete(false, error);
       return;
     }
+    // The FLOW_ALREADY_COMPLETED this step threw at a second call, escaping run(): reported once.
+    if (error === this.lastLate) return;
     this.run.reportLate(
       this.index,
       new FlowChainError(

@@ -7,6 +7,8 @@ import {
   serializeError,
 } from '../errors.js';
 import type { FlowChain } from '../flow/chain.js';
+import type { RunHooks, RunResume } from '../flow/run.js';
+import { runDurable } from './durable.js';
 import type { JobChanges, ProgressEntry, StoredJob } from '../store/contract.js';
 import type { ManagerCore } from './core.js';
 import { toJsonText } from './json.js';
@@ -43,7 +45,7 @@ export class Execution {
   }
 
   /** The context the job's code sees (one per run). */
-  context(core: ManagerCore, job: StoredJob): JobContext<unknown> & { runChain: Context['runChain'] } {
+  context(core: ManagerCore, job: StoredJob): Context {
     this.ctx ??= new Context(core, this, job);
     return this.ctx;
   }
@@ -69,7 +71,7 @@ async function runExecution(core: ManagerCore, execution: Execution, job: Stored
     const { kind, chainKind } = execution.kind;
     let value: unknown;
     if (chainKind !== undefined) {
-      value = await context.runChain(chainKind.chain(context.job, context.jobData));
+      value = await runDurable(core, execution, job, context);
     } else if (kind !== undefined) {
       const body = mode === 'resume' && kind.resume !== undefined ? kind.resume : kind.start;
       value = await body.call(kind, context.job, context);
@@ -124,7 +126,12 @@ export function completionChanges(
     jobResult ??= resultText ?? 'Succeeded';
   } else {
     const code = isFlowChainError(outcome.error) ? outcome.error.code : undefined;
-    if (execution.suspendRequested || code === FlowChainErrorCode.JOB_INTERRUPTED) event = 'suspend';
+    // An incompatible durable chain waits, Suspended, for an operator (new code, or cancel).
+    const suspend =
+      execution.suspendRequested ||
+      code === FlowChainErrorCode.JOB_INTERRUPTED ||
+      code === FlowChainErrorCode.INCOMPATIBLE_CHAIN;
+    if (suspend) event = 'suspend';
     else if (code === FlowChainErrorCode.JOB_CANCELED) event = 'canceled';
     else event = 'fail';
     const canceling = job.state === 'Canceling' || job.state === 'Canceled';
@@ -219,7 +226,8 @@ export async function appendProgress(core: ManagerCore, job: LongJob, percent: n
   core.emitEvent('job:progress', entry);
 }
 
-class Context implements JobContext<unknown> {
+/** The context a job's code sees. @internal */
+export class Context implements JobContext<unknown> {
   readonly job: LongJob;
   readonly jobData: unknown;
   readonly nodeId: string;
@@ -254,7 +262,13 @@ class Context implements JobContext<unknown> {
     );
   }
 
-  async runChain<Data>(chain: FlowChain<Data>): Promise<Data> {
+  /**
+   * Runs a chain as the job's body. Plain (no hooks): the job's signal cancels the chain.
+   * Durable (hooks): a cancel still cancels (the chain rolls back), but an interruption
+   * (stop with suspend, a lost lease) halts it where it stands, without rollback, so that
+   * whichever node takes the job over resumes it from its checkpoint.
+   */
+  async runChain<Data>(chain: FlowChain<Data>, hooks?: RunHooks, resume?: RunResume): Promise<Data> {
     let completed = 0;
     let reported = -1;
     const onStep = (): void => {
@@ -271,7 +285,8 @@ class Context implements JobContext<unknown> {
     chain.on('flow:done', onStep);
     chain.on('flow:skip', onStep);
     try {
-      return await chain.start({ signal: this.signal });
+      if (hooks === undefined) return await chain.start({ signal: this.signal });
+      return await runLinked(chain, this.signal, hooks, resume);
     } finally {
       chain.off('flow:done', onStep);
       chain.off('flow:skip', onStep);
@@ -281,6 +296,27 @@ class Context implements JobContext<unknown> {
 }
 
 const RETRY = { retry: true };
+
+function runLinked<Data>(chain: FlowChain<Data>, signal: AbortSignal, hooks: RunHooks, resume: RunResume | undefined): Promise<Data> {
+  const act = (): void => {
+    const reason: unknown = signal.reason;
+    if (isFlowChainError(reason, FlowChainErrorCode.JOB_CANCELED)) chain.cancel(reason);
+    else chain.halt(reason);
+  };
+  if (signal.aborted && !isFlowChainError(signal.reason, FlowChainErrorCode.JOB_CANCELED)) {
+    return Promise.reject(signal.reason as Error);
+  }
+  if (signal.aborted) chain.cancel(signal.reason);
+  const promise = chain.launch({}, hooks, resume);
+  if (!signal.aborted) {
+    signal.addEventListener('abort', act, { once: true });
+    void promise.then(
+      () => signal.removeEventListener('abort', act),
+      () => signal.removeEventListener('abort', act),
+    );
+  }
+  return promise;
+}
 
 /** Now as an ISO-8601 string. @internal */
 export function nowIso(): string {

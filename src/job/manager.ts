@@ -153,10 +153,9 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
    * Registers a job kind (J3): code (`start`, and optionally `cancel`, `resume`, `clean`,
    * `validate`) or a durable chain (`chain`). A node runs and claims only kinds it registered.
    */
-  register<JobData = unknown, Result = unknown>(
-    jobName: string,
-    kind: JobKind<JobData, Result> | ChainJobKind<JobData, unknown>,
-  ): this {
+  register<JobData = unknown, Result = unknown>(jobName: string, kind: JobKind<JobData, Result>): this;
+  register<JobData = unknown, Data = unknown>(jobName: string, kind: ChainJobKind<JobData, Data>): this;
+  register(jobName: string, kind: JobKind<unknown, unknown> | ChainJobKind<unknown, unknown>): this {
     const resolved = resolveKind(jobName, kind);
     if (this.kinds.has(jobName)) {
       throw new FlowChainError(

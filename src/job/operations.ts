@@ -1,6 +1,7 @@
 import { FlowChainError, FlowChainErrorCode, describeThrown, invalidArgument, isFlowChainError, serializeError } from '../errors.js';
 import type { JobChanges, StoredJob } from '../store/contract.js';
 import type { ManagerCore } from './core.js';
+import { rerunCheckpoint } from './durable.js';
 import { Execution, finalChanges, nowIso, readJob, runClean, startExecution } from './execution.js';
 import type { ResolvedKind } from './kind.js';
 import { type LongJob, newUuid, toLongJob } from './record.js';
@@ -169,6 +170,9 @@ export async function rerunJob(
     }
     const kind = requireKind(core, current.jobName);
     await validate(kind, JSON.parse(current.jobData) as unknown);
+    // A durable chain starts over with the next attempt number (its idempotency keys change).
+    const checkpoint =
+      kind.chainKind === undefined ? null : rerunCheckpoint(await core.store.getCheckpoint(uuid), uuid);
     const now = nowIso();
     return {
       state: 'Running',
@@ -181,7 +185,7 @@ export async function rerunJob(
       lastOpDate: now,
       executeTime: null,
       jobResult: null,
-      checkpoint: null,
+      checkpoint,
     };
   });
   startExecution(core, job, requireKind(core, job.jobName), 'start');

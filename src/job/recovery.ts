@@ -3,6 +3,7 @@ import type { StoredJob } from '../store/contract.js';
 import type { ManagerCore } from './core.js';
 import { type Owner, finalChanges, nowIso, runClean, startExecution, writeOwned } from './execution.js';
 import type { ResolvedKind } from './kind.js';
+import { canceledError } from './operations.js';
 import { checkStoredJob, toLongJob } from './record.js';
 import { type LongJobStateEvent, nextLongJobState } from './states.js';
 
@@ -84,13 +85,18 @@ export async function recoverJob(core: ManagerCore, job: StoredJob): Promise<voi
       );
       return;
     case 'Canceling':
+      if (kind.chainKind !== undefined) {
+        // A durable chain finishes its cancel by rolling back from its checkpoint.
+        startExecution(core, job, kind, 'resume').abort(canceledError(job.uuid));
+        return;
+      }
       await runClean(core, job, kind, owner);
       await endJob(
         core,
         owner,
         job.uuid,
         kind.clean === undefined ? 'canceled' : 'fail',
-        new FlowChainError(FlowChainErrorCode.JOB_CANCELED, `Job ${job.uuid} was canceled.`),
+        canceledError(job.uuid),
       );
       return;
     default:

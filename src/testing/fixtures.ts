@@ -1,4 +1,5 @@
 import { newUuid } from '../job/record.js';
+import { FAULT_HANDLER } from '../job/durable.js';
 import type { StoredJob } from '../store/contract.js';
 
 /**
@@ -69,5 +70,29 @@ export function sampleInventory(): StoredJob {
     incarnation: null,
     epoch: 1,
     takeovers: 0,
+  };
+}
+
+/**
+ * Installs a handler called at every named fault point of a durable job
+ * (`flow:before:<flow>`, `flow:after:<flow>`, `checkpoint:after:<flow>`,
+ * `rollback:before:<flow>`, `rollback:after:<flow>`, `job:before-final`), typically to kill
+ * the process there (`process.kill(process.pid, 'SIGKILL')`) and test crash recovery.
+ * Without a handler the points do nothing. Returns a function that removes the handler.
+ *
+ * @example
+ * ```ts
+ * import { onFaultPoint } from 'flowchain/testing';
+ * const off = onFaultPoint((point) => {
+ *   if (point === 'checkpoint:after:copy') process.kill(process.pid, 'SIGKILL');
+ * });
+ * off();
+ * ```
+ */
+export function onFaultPoint(handler: (point: string) => void): () => void {
+  const slot = globalThis as Record<symbol, ((point: string) => void) | undefined>;
+  slot[FAULT_HANDLER] = handler;
+  return () => {
+    if (slot[FAULT_HANDLER] === handler) slot[FAULT_HANDLER] = undefined;
   };
 }
