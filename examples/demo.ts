@@ -5,16 +5,26 @@
  *
  *   npm run demo
  *
- * It runs on the embedded in-memory store.
+ * It runs on the embedded in-memory store. To keep the jobs in SQLite or PostgreSQL
+ * instead, set FLOWCHAIN_STORE:
+ *
+ *   FLOWCHAIN_STORE=sqlite:./demo.db npm run demo
+ *   FLOWCHAIN_STORE=postgres://postgres@127.0.0.1:5432/postgres npm run demo
  */
-import { JobManager, MemoryJobStore, type LongJob } from 'flowchain';
+import { JobManager, MemoryJobStore, type JobStore, type LongJob } from 'flowchain';
+import { PostgresJobStore } from 'flowchain/postgres';
+import { SqliteJobStore } from 'flowchain/sqlite';
 import { migrateVolumeChain, type MigrateVolumeJobData } from './migrate-volume.js';
 
 const JOB = 'APIPrimaryStorageMigrateVolumeMsg';
 
+/** The job's input, plus the flow to fail in the second run. */
+type DemoJobData = MigrateVolumeJobData & { failAt?: string };
+
 async function main(): Promise<void> {
-  const jobs = new JobManager({ store: new MemoryJobStore(), nodeId: 'b44bfa17ef294a75824db6e455b183fa' });
-  jobs.register<MigrateVolumeJobData & { failAt?: string }>(JOB, {
+  const store = storeFromEnvironment();
+  const jobs = new JobManager({ store, nodeId: 'b44bfa17ef294a75824db6e455b183fa' });
+  jobs.register<DemoJobData>(JOB, {
     start: (_job, ctx) =>
       ctx.runChain(migrateVolumeChain(ctx.jobData, { ...(ctx.jobData.failAt ? { failAt: ctx.jobData.failAt } : {}), log: console.log })),
     validate(jobData) {
@@ -35,13 +45,23 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(ok, null, 2));
 
   console.log('\n2) The same migration, with the copy failing:');
-  const failed = await run(jobs, { ...jobData, failAt: 'copy' } as MigrateVolumeJobData);
+  const failed = await run(jobs, { ...jobData, failAt: 'copy' });
   console.log(JSON.stringify(failed, null, 2));
 
   await jobs.stop();
+  await store.close();
 }
 
-async function run(jobs: JobManager, jobData: MigrateVolumeJobData): Promise<LongJob> {
+/** The store FLOWCHAIN_STORE names: `memory` (the default), `sqlite:<file>`, or a postgres:// URL. */
+function storeFromEnvironment(): JobStore {
+  const spec = process.env.FLOWCHAIN_STORE ?? 'memory';
+  if (spec === 'memory') return new MemoryJobStore();
+  if (spec.startsWith('sqlite:')) return new SqliteJobStore({ filename: spec.slice('sqlite:'.length) });
+  if (/^postgres(ql)?:\/\//.test(spec)) return new PostgresJobStore({ connectionString: spec });
+  throw new Error(`FLOWCHAIN_STORE must be "memory", "sqlite:<file>" or a postgres:// URL, got ${JSON.stringify(spec)}`);
+}
+
+async function run(jobs: JobManager, jobData: DemoJobData): Promise<LongJob> {
   const job = await jobs.submit({ jobName: JOB, jobData, targetResourceUuid: jobData.volumeUuid });
   console.log(`  submitted job ${job.uuid}: ${job.state}`);
   const show = progressView(job.apiId);
