@@ -3,4 +3,4 @@
  * their own store or mock job storage. Runs under your own test runner; bundles none.
  */
 export { describeJobStoreContract, type ContractRunner, type JobStoreContractOptions } from './testing/contract-suite.js';
-export { makeStoredJob, sampleInventory } from './testing/fixtures.js';
+export { makeStoredJob, onFaultPoint, sampleInventory } from './testing/fixtures.js';

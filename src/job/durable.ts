@@ -113,7 +113,8 @@ export async function runDurable(
     },
     afterStep: async (run, index) => {
       const name = names[index] as string;
-      const phase = run.rollingBack || run.error !== undefined ? 'rollback' : 'flow';
+      const status = run.status[index];
+      const phase = status === Status.ROLLED_BACK || status === Status.ROLLBACK_FAILED ? 'rollback' : 'flow';
       faultPoint(`${phase}:after:${name}`);
       const text = JSON.stringify(checkpointOf(run, names, attempt));
       const written = await writeOwned(core, execution, job.uuid, { retry: true }, () => ({

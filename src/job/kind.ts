@@ -72,9 +72,10 @@ export interface JobKind<JobData = unknown, Result = unknown> {
  * @example
  * ```ts
  * import { FlowChain, type ChainJobKind } from 'flowchain';
- * const kind: ChainJobKind<{ volumeUuid: string }, { volumeUuid: string; copied?: boolean }> = {
+ * type Data = { volumeUuid: string; copied?: boolean };
+ * const kind: ChainJobKind<{ volumeUuid: string }, Data> = {
  *   chain: (job, jobData) =>
- *     new FlowChain({ name: 'migrate', data: { volumeUuid: jobData.volumeUuid } })
+ *     new FlowChain<Data>({ name: 'migrate', data: { volumeUuid: jobData.volumeUuid } })
  *       .flow({ name: 'copy', async run(_t, data) { data.copied = true; } }),
  * };
  * ```

@@ -21,7 +21,7 @@ const log = (line: string): void => appendFileSync(config.logFile, `${line}\n`);
 const store = openStore(config.store);
 const jobs = new JobManager({ store, nodeId: config.nodeId, heartbeatIntervalMs: 100, leaseTtlMs: 1_000, pollIntervalMs: 50 });
 
-jobs.register('Work', {
+jobs.register<unknown, { by?: string; resumedBy?: string }>('Work', {
   async start(job, ctx) {
     log(`start:${job.uuid}:${config.nodeId}`);
     await sleep(config.jobMs, undefined, { signal: ctx.signal });
