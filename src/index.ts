@@ -1,5 +1,6 @@
 export {
   FlowChain,
+  defineFlows,
   type FlowChainOptions,
   type FlowChainProcessor,
   type FlowChainState,

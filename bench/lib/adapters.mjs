@@ -69,15 +69,24 @@ function flowchainAdapter(name, style, notes, path) {
     notes,
     version: () => (path === undefined ? JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version : path),
     load: () => loadFlowchain(path),
-    create({ FlowChain }, flows) {
+    create({ FlowChain, defineFlows }, flows) {
       const n = flows.length;
+      // The flow list is defined once (validated and frozen), as a user defines a chain's
+      // flows once and builds a chain per operation; builds without defineFlows (older
+      // alt builds) add the flows one by one.
+      const defined = typeof defineFlows === 'function' ? defineFlows(flows) : undefined;
       let last;
       return {
         sync: false,
         run(ctx) {
           // A chain starts once (spec F9): build one per run, as a user does.
-          const chain = new FlowChain({ data: ctx });
-          for (let i = 0; i < n; i++) chain.flow(flows[i]);
+          let chain;
+          if (defined !== undefined) {
+            chain = new FlowChain({ data: ctx, flows: defined });
+          } else {
+            chain = new FlowChain({ data: ctx });
+            for (let i = 0; i < n; i++) chain.flow(flows[i]);
+          }
           last = chain;
           return chain.start();
         },
@@ -185,7 +194,7 @@ export const ADAPTERS = [
   flowchainAdapter(
     'flowchain',
     'fc-promise',
-    'Promise style: async run(t, d) { await RESOLVED; d.count++ }. New FlowChain + flow() per step + start() per run (a chain starts once, F9). Spec F4: the failing flow\'s own rollback runs first, so S2 does 100 rollbacks (count ends at -1) where the baseline does 99.',
+    'Promise style: async run(t, d) { await RESOLVED; d.count++ }. Flows defined once with defineFlows(); new FlowChain({ data, flows }) + start() per run (a chain starts once, F9). Spec F4: the failing flow\'s own rollback runs first, so S2 does 100 rollbacks (count ends at -1) where the baseline does 99.',
   ),
   flowchainAdapter(
     'flowchain-cb',

@@ -20,6 +20,11 @@ export interface FlowChainOptions<Data> {
   name?: string;
   /** Initial data; shallow-copied, and the copy is the live object every flow shares. @default {} */
   data?: Data;
+  /**
+   * The flows, in order. A list made by {@link defineFlows} is shared, not copied or checked
+   * again: build it once, and each chain built from it costs nothing per flow.
+   */
+  flows?: readonly Flow<Data>[];
   /** Default timeout of every flow's `run`, in milliseconds; `0` means none. @default 0 */
   timeoutMs?: number;
   /** Timeout of every rollback, in milliseconds; `0` means none. @default 0 */
@@ -40,9 +45,84 @@ export interface FlowChainOptions<Data> {
 export interface ResolvedFlowChainOptions {
   readonly timeoutMs: number | undefined;
   readonly rollbackTimeoutMs: number | undefined;
-  noRollback: boolean;
-  allowEmptyFlow: boolean;
+  readonly noRollback: boolean;
+  readonly allowEmptyFlow: boolean;
   readonly preciseTiming: boolean;
+}
+
+/** A chain's handlers and hooks. @internal */
+export interface ChainExtensions<Data> {
+  done: ((data: Data) => unknown) | undefined;
+  error: ((error: FlowChainError, data: Data) => unknown) | undefined;
+  finally: (() => unknown) | undefined;
+  preCheck: PreCheck<Data> | undefined;
+  marshaller: FlowMarshaller<Data> | undefined;
+  processors: FlowChainProcessor<Data>[] | undefined;
+  canceledBeforeStart: { reason: unknown } | undefined;
+}
+
+/** Every chain without timing options shares these (one object less per chain). */
+const DEFAULT_OPTIONS: ResolvedFlowChainOptions = Object.freeze({
+  timeoutMs: undefined,
+  rollbackTimeoutMs: undefined,
+  noRollback: false,
+  allowEmptyFlow: false,
+  preciseTiming: false,
+});
+
+/** Lists made by defineFlows(): validated once, frozen, shared by every chain built from them. */
+const DEFINED_FLOWS = new WeakSet<readonly unknown[]>();
+
+/**
+ * Validates a list of flows once and freezes it, for building many chains from it:
+ * `new FlowChain({ flows })` then shares the list instead of copying and checking it, so a
+ * chain costs nothing per flow to build (ZStack's FlowChainBuilder, which builds its flow
+ * list once and a chain per operation).
+ *
+ * @example
+ * ```ts
+ * import { FlowChain, defineFlows } from 'flowchain';
+ * type Data = { volumeUuid: string; copied?: boolean };
+ * const MIGRATE = defineFlows<Data>([
+ *   { name: 'allocate', run: (t) => t.next() },
+ *   { name: 'copy', async run(_t, data) { data.copied = true; } },
+ * ]);
+ * const data = await new FlowChain<Data>({ data: { volumeUuid: 'v1' }, flows: MIGRATE }).start();
+ * console.log(data.copied); // true
+ * ```
+ */
+export function defineFlows<Data = FlowData>(flows: readonly Flow<Data>[]): readonly Flow<Data>[] {
+  if (!Array.isArray(flows)) throw invalidArgument('flows', 'an array of flows', flows);
+  const checker = new FlowChain<Data>({ name: 'defineFlows' });
+  const checked = flows.map((flow, i) => {
+    if (flow instanceof FlowChain) {
+      throw invalidArgument(`flows[${i}]`, 'a flow object (a nested chain runs once, so add it with flow())', flow);
+    }
+    return checker.checkFlow(flow, `flows[${i}]`);
+  });
+  const list = Object.freeze(checked);
+  DEFINED_FLOWS.add(list);
+  return list;
+}
+
+function resolveOptions<Data>(options: FlowChainOptions<Data>): ResolvedFlowChainOptions {
+  const { timeoutMs, rollbackTimeoutMs, noRollback, allowEmptyFlow, preciseTiming } = options;
+  if (
+    timeoutMs === undefined &&
+    rollbackTimeoutMs === undefined &&
+    noRollback === undefined &&
+    allowEmptyFlow === undefined &&
+    preciseTiming === undefined
+  ) {
+    return DEFAULT_OPTIONS;
+  }
+  return {
+    timeoutMs: checkTimeout('timeoutMs', timeoutMs),
+    rollbackTimeoutMs: checkTimeout('rollbackTimeoutMs', rollbackTimeoutMs),
+    noRollback: checkBoolean('noRollback', noRollback),
+    allowEmptyFlow: checkBoolean('allowEmptyFlow', allowEmptyFlow),
+    preciseTiming: checkBoolean('preciseTiming', preciseTiming),
+  };
 }
 
 /** Options of {@link FlowChain.start}. */
@@ -90,27 +170,24 @@ export type FlowChainState = 'idle' | 'running' | 'rollingBack' | 'succeeded' | 
  * ```
  */
 export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Data>> {
-  /** @internal */ readonly options: ResolvedFlowChainOptions;
-  /** @internal */ doneHandler: ((data: Data) => unknown) | undefined = undefined;
-  /** @internal */ errorHandler: ((error: FlowChainError, data: Data) => unknown) | undefined = undefined;
-  /** @internal */ finallyHandler: (() => unknown) | undefined = undefined;
-  /** @internal */ preCheckFn: PreCheck<Data> | undefined = undefined;
-  /** @internal */ flowMarshaller: FlowMarshaller<Data> | undefined = undefined;
+  /** @internal */ options: ResolvedFlowChainOptions;
+  /** Handlers and hooks, made when the first is set (most chains have none or few). @internal */
+  ext: ChainExtensions<Data> | undefined;
   private chainName: string;
-  private readonly list: Flow<Data>[] = [];
-  private processors: FlowChainProcessor<Data>[] | undefined = undefined;
+  private list: Flow<Data>[];
+  /** `list` is a frozen array from defineFlows(), shared with other chains: copy before editing. */
+  private listShared: boolean;
   private liveData: Data;
   private readonly ownData: boolean;
-  private started = false;
-  private canceledBeforeStart: { reason: unknown } | undefined = undefined;
-  private run: ChainRun<Data> | undefined = undefined;
+  private started: boolean;
+  private run: ChainRun<Data> | undefined;
 
   constructor(options: FlowChainOptions<Data> = {}) {
     super();
     if (options === null || typeof options !== 'object') {
       throw invalidArgument('options', 'an object', options);
     }
-    const { name, data } = options;
+    const { name, data, flows } = options;
     if (name !== undefined && typeof name !== 'string') throw invalidArgument('name', 'a string', name);
     if (data !== undefined && (data === null || typeof data !== 'object')) {
       throw invalidArgument('data', 'an object', data);
@@ -118,13 +195,21 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
     this.chainName = name ?? 'anonymous-chain';
     this.ownData = data !== undefined;
     this.liveData = (data === undefined ? {} : { ...data }) as Data;
-    this.options = {
-      timeoutMs: checkTimeout('timeoutMs', options.timeoutMs),
-      rollbackTimeoutMs: checkTimeout('rollbackTimeoutMs', options.rollbackTimeoutMs),
-      noRollback: checkBoolean('noRollback', options.noRollback),
-      allowEmptyFlow: checkBoolean('allowEmptyFlow', options.allowEmptyFlow),
-      preciseTiming: checkBoolean('preciseTiming', options.preciseTiming),
-    };
+    this.options = resolveOptions(options);
+    this.ext = undefined;
+    this.started = false;
+    this.run = undefined;
+    if (flows === undefined) {
+      this.list = [];
+      this.listShared = false;
+    } else if (DEFINED_FLOWS.has(flows)) {
+      this.list = flows as Flow<Data>[];
+      this.listShared = true;
+    } else {
+      if (!Array.isArray(flows)) throw invalidArgument('flows', 'an array of flows', flows);
+      this.list = flows.map((flow, i) => this.toFlow(flow, `flows[${i}]`));
+      this.listShared = false;
+    }
   }
 
   /** The chain's name. */
@@ -168,7 +253,7 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
    */
   flow(flow: Flow<Data> | FlowChain<Data>): this {
     this.assertBuilding('flow');
-    this.list.push(this.toFlow(flow, 'flow'));
+    this.editableList().push(this.toFlow(flow, 'flow'));
     return this;
   }
 
@@ -178,14 +263,14 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
   insert(indexOrFlow: number | Flow<Data> | FlowChain<Data>, maybeFlow?: Flow<Data> | FlowChain<Data>): this {
     this.assertBuilding('insert');
     if (typeof indexOrFlow !== 'number') {
-      this.list.unshift(this.toFlow(indexOrFlow, 'flow'));
+      this.editableList().unshift(this.toFlow(indexOrFlow, 'flow'));
       return this;
     }
     const length = this.list.length;
     if (!Number.isInteger(indexOrFlow) || indexOrFlow < 0 || indexOrFlow > length) {
       throw invalidArgument('index', `an integer from 0 to ${length} (the number of flows)`, indexOrFlow);
     }
-    this.list.splice(indexOrFlow, 0, this.toFlow(maybeFlow, 'flow'));
+    this.editableList().splice(indexOrFlow, 0, this.toFlow(maybeFlow, 'flow'));
     return this;
   }
 
@@ -196,28 +281,31 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
   parallel(flows: readonly Flow<Data>[], options: ParallelOptions = {}): this {
     this.assertBuilding('parallel');
     if (!Array.isArray(flows)) throw invalidArgument('flows', 'an array of flows', flows);
-    this.list.push(new ParallelFlow<Data>(flows.map((f, i) => this.toFlow(f, `flows[${i}]`)), options));
+    this.editableList().push(new ParallelFlow<Data>(flows.map((f, i) => this.toFlow(f, `flows[${i}]`)), options));
     return this;
   }
 
   /** Sets the handler called with the data when every flow has completed. */
   done(handler: (data: Data) => unknown): this {
     this.assertBuilding('done');
-    this.doneHandler = this.checkHandler('done', handler, this.doneHandler);
+    const ext = this.extensions();
+    ext.done = this.checkHandler('done', handler, ext.done);
     return this;
   }
 
   /** Sets the handler called after the rollbacks have settled, with the chain's error. */
   error(handler: (error: FlowChainError, data: Data) => unknown): this {
     this.assertBuilding('error');
-    this.errorHandler = this.checkHandler('error', handler, this.errorHandler);
+    const ext = this.extensions();
+    ext.error = this.checkHandler('error', handler, ext.error);
     return this;
   }
 
   /** Sets the handler called last, after done or error, whatever happened. */
   finally(handler: () => unknown): this {
     this.assertBuilding('finally');
-    this.finallyHandler = this.checkHandler('finally', handler, this.finallyHandler);
+    const ext = this.extensions();
+    ext.finally = this.checkHandler('finally', handler, ext.finally);
     return this;
   }
 
@@ -225,7 +313,7 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
   preCheck(check: PreCheck<Data>): this {
     this.assertBuilding('preCheck');
     if (typeof check !== 'function') throw invalidArgument('preCheck', 'a function', check);
-    this.preCheckFn = check;
+    this.extensions().preCheck = check;
     return this;
   }
 
@@ -233,7 +321,7 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
   marshaller(marshaller: FlowMarshaller<Data>): this {
     this.assertBuilding('marshaller');
     if (typeof marshaller !== 'function') throw invalidArgument('marshaller', 'a function', marshaller);
-    this.flowMarshaller = marshaller;
+    this.extensions().marshaller = marshaller;
     return this;
   }
 
@@ -241,21 +329,21 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
   processor(processor: FlowChainProcessor<Data>): this {
     this.assertBuilding('processor');
     if (typeof processor !== 'function') throw invalidArgument('processor', 'a function', processor);
-    (this.processors ??= []).push(processor);
+    (this.extensions().processors ??= []).push(processor);
     return this;
   }
 
   /** Lets the chain start without flows (it then succeeds at once). */
   allowEmptyFlow(): this {
     this.assertBuilding('allowEmptyFlow');
-    this.options.allowEmptyFlow = true;
+    this.options = { ...this.options, allowEmptyFlow: true };
     return this;
   }
 
   /** Disables rollback: a failure goes straight to the error handler. */
   noRollback(noRollback = true): this {
     this.assertBuilding('noRollback');
-    this.options.noRollback = checkBoolean('noRollback', noRollback);
+    this.options = { ...this.options, noRollback: checkBoolean('noRollback', noRollback) };
     return this;
   }
 
@@ -275,8 +363,9 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
    */
   cancel(reason?: unknown): boolean {
     if (this.run === undefined) {
-      if (this.canceledBeforeStart !== undefined) return false;
-      this.canceledBeforeStart = { reason };
+      const ext = this.extensions();
+      if (ext.canceledBeforeStart !== undefined) return false;
+      ext.canceledBeforeStart = { reason };
       return true;
     }
     return this.run.cancel(reason);
@@ -324,14 +413,14 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
     const signal = options.signal;
     if (signal !== undefined && !isAbortSignal(signal)) throw invalidArgument('signal', 'an AbortSignal', signal);
     this.prepare();
-    let settle!: { resolve: (data: Data) => void; reject: (error: FlowChainError) => void };
-    const promise = new Promise<Data>((resolve, reject) => {
-      settle = { resolve, reject };
-    });
-    if (this.errorHandler !== undefined) promise.then(undefined, noop);
-    const run = new ChainRun<Data>(this, this.liveData, this.list, settle, undefined, hooks);
+    const promise = new Promise<Data>(capture);
+    const resolve = captured.resolve as (data: Data) => void;
+    const reject = captured.reject as (error: FlowChainError) => void;
+    const ext = this.ext;
+    if (ext?.error !== undefined) promise.then(undefined, noop);
+    const run = new ChainRun<Data>(this, this.liveData, this.list, resolve, reject, undefined, hooks);
     this.run = run;
-    if (this.canceledBeforeStart !== undefined) run.cancel(this.canceledBeforeStart.reason);
+    if (ext?.canceledBeforeStart !== undefined) run.cancel(ext.canceledBeforeStart.reason);
     run.begin(signal, resume);
     return promise;
   }
@@ -355,7 +444,8 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
       this,
       data,
       this.list,
-      { resolve: () => trigger.next(), reject: (error) => trigger.fail(error) },
+      () => trigger.next(),
+      (error) => trigger.fail(error),
       parent.timeouts,
       parent.hooks?.idempotencyKey === undefined ? undefined : { idempotencyKey: parent.hooks.idempotencyKey },
     );
@@ -381,7 +471,8 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
     if (candidate.skip !== undefined && typeof candidate.skip !== 'function') {
       throw invalidArgument(`${what}.skip`, 'a function', candidate.skip);
     }
-    checkTimeout(`${what}.timeoutMs`, candidate.timeoutMs);
+    // Checked only when set: building the option name costs more than the rest of flow().
+    if (candidate.timeoutMs !== undefined) checkTimeout(`${what}.timeoutMs`, candidate.timeoutMs);
     return flow as Flow<Data>;
   }
 
@@ -402,8 +493,12 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
   }
 
   private prepare(): void {
-    const processors = this.processors;
+    const processors = this.ext?.processors;
     if (processors !== undefined) for (const processor of processors) processor(this);
+    // A marshaller replaces flows in the run's list: it must not edit a shared one.
+    if (this.listShared && this.ext?.marshaller !== undefined) this.editableList();
+    // An array grown by push() keeps spare capacity; the run keeps an exact copy.
+    else if (!this.listShared && this.list.length < 64) this.list = this.list.slice();
     this.started = true;
     if (this.list.length === 0 && !this.options.allowEmptyFlow) {
       throw new FlowChainError(
@@ -411,6 +506,26 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
         `Chain ${JSON.stringify(this.chainName)} has no flows. Add flows with flow(), or call allowEmptyFlow() if an empty chain should succeed.`,
       );
     }
+  }
+
+  private editableList(): Flow<Data>[] {
+    if (this.listShared) {
+      this.list = this.list.slice();
+      this.listShared = false;
+    }
+    return this.list;
+  }
+
+  private extensions(): ChainExtensions<Data> {
+    return (this.ext ??= {
+      done: undefined,
+      error: undefined,
+      finally: undefined,
+      preCheck: undefined,
+      marshaller: undefined,
+      processors: undefined,
+      canceledBeforeStart: undefined,
+    });
   }
 
   private assertBuilding(method: string): void {
@@ -453,7 +568,7 @@ export class NestedChainFlow<Data> implements Flow<Data> {
     const parent = (trigger as unknown as { run: ChainRun<Data> }).run;
     const child = this.chain.startNested(data, trigger, parent);
     this.child = child;
-    parent.children[trigger.index] = [child];
+    parent.setChildren(trigger.index, [child]);
     child.begin(trigger.signal, undefined);
   }
 
@@ -484,6 +599,21 @@ function isAbortSignal(value: unknown): value is AbortSignal {
     typeof (value as AbortSignal).aborted === 'boolean' &&
     typeof (value as AbortSignal).addEventListener === 'function'
   );
+}
+
+/**
+ * The resolving functions of the promise being made. A module-level executor instead of a
+ * closure per start(): the Promise constructor calls it synchronously, so the slot is
+ * read right after and never shared.
+ */
+const captured: { resolve: ((value: never) => void) | undefined; reject: ((error: never) => void) | undefined } = {
+  resolve: undefined,
+  reject: undefined,
+};
+
+function capture(resolve: (value: never) => void, reject: (error: never) => void): void {
+  captured.resolve = resolve;
+  captured.reject = reject;
 }
 
 /** setTimeout's limit; a larger delay would fire at once. */

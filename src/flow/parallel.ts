@@ -60,7 +60,7 @@ export class ParallelFlow<Data> implements Flow<Data> {
     const parent = (trigger as unknown as { run: ChainRun<Data> }).run;
     const execution = new ParallelRun<Data>(this, trigger, data, parent);
     this.executions.set(parent, execution);
-    parent.children[trigger.index] = execution.runs as ChainRun<Data>[];
+    parent.setChildren(trigger.index, execution.runs as ChainRun<Data>[]);
     execution.start();
   }
 

@@ -6,17 +6,19 @@ import {
   isFlowChainError,
 } from '../errors.js';
 import { now, preciseNow } from './clock.js';
-import type { FlowChain } from './chain.js';
+import type { ChainExtensions, FlowChain } from './chain.js';
 import type { Flow, RollbackTrigger } from './flow.js';
-import { FlowStep, RollbackStep, isThenable, type StepHost } from './trigger.js';
+import { FlowStep, PENDING, RollbackStep, isThenable, type StepHost } from './trigger.js';
 
 /*
  * The execution engine. A chain starts once, so one ChainRun holds all run state: the
- * position, one status number per flow and the timings. The hot path allocates one small
- * trigger object per step (and the two promise reactions only when the flow returns a
- * promise); it never recurses: `drive()` is a loop, and a completion that arrives while
- * the loop is running only records the outcome, so 1,000,000 synchronous flows use
- * constant stack. Rollback walks back over the status array; there is no undo stack.
+ * position, one status number and one timestamp per flow. The hot path allocates one
+ * three-field trigger per step and nothing else: a promise returned by a flow is followed
+ * with two reactions shared by the whole run (see `watch`). Everything a run rarely needs
+ * (cancellation, setError, failures, halting, nested runs) lives in a record made on
+ * demand. It never recurses: `drive()` is a loop, and a completion that arrives while the
+ * loop is running only records the outcome, so 1,000,000 synchronous flows use constant
+ * stack. Rollback walks back over the status array; there is no undo stack.
  */
 
 /** Per-flow status codes; also the trace's source. @internal */
@@ -48,12 +50,6 @@ const STAGE_RUN = 2;
  */
 export const COMPOSITE: unique symbol = Symbol('flowchain.composite');
 
-/** How a run reports its end: to `start()`'s promise, or to a parent chain's trigger. @internal */
-export interface RunSettler<Data> {
-  resolve(data: Data): void;
-  reject(error: FlowChainError): void;
-}
-
 /** Hooks a durable job uses to checkpoint each step and to resume from a checkpoint. @internal */
 export interface RunHooks {
   /** `jobUuid:flow:attempt` keys for triggers. */
@@ -79,59 +75,92 @@ export interface RunResume {
   error?: FlowChainError;
 }
 
+/** The state a run rarely needs, made on first use. */
+interface Cold<Data> {
+  canceled: boolean;
+  cancelReason: unknown;
+  cancelError: FlowChainError | undefined;
+  setErrorIndex: number;
+  setErrorValue: unknown;
+  handlerError: { handler: string; error: unknown } | undefined;
+  /** Set when this run rolls back on behalf of a parent chain that failed later. */
+  parentRollback: RollbackTrigger | undefined;
+  detach: (() => void) | undefined;
+  halted: boolean;
+  haltReason: unknown;
+  skipRest: boolean;
+  /** When unwinding began (the trace's start of the first rollback). */
+  rollbackBegan: number | undefined;
+  /** The error each flow's run failed with (sparse). */
+  flowErrors: unknown[];
+  /** The ROLLBACK_FAILED error of each flow whose rollback failed (sparse). */
+  rollbackFailures: FlowChainError[];
+  /** Runs of nested chains and parallel groups, by flow index (sparse). */
+  children: ChainRun<Data>[][];
+}
+
 /** @internal */
 export class ChainRun<Data> implements StepHost {
   readonly n: number;
   readonly status: number[];
-  /** `[start, end]` of each flow's run, milliseconds since the epoch. */
+  /** When each flow's run ended (its outcome), ms since the epoch; NaN until then. */
   readonly times: number[];
-  /** `[start, end]` of each flow's rollback, allocated when the chain fails. */
-  rbTimes: number[] | undefined = undefined;
-  /** The error each flow's run failed with (sparse). */
-  readonly flowErrors: unknown[] = [];
-  /** The ROLLBACK_FAILED error of each flow whose rollback failed (sparse). */
-  readonly rollbackFailures: FlowChainError[] = [];
-  /** Traces of nested chains and parallel groups, by flow index (sparse). */
-  readonly children: ChainRun<Data>[][] = [];
-  error: FlowChainError | undefined = undefined;
-
-  index = 0;
-  private stage = STAGE_PRECHECK;
-  private rbIndex = -1;
-  private phase = FORWARD;
-  private current: FlowStep | RollbackStep | undefined = undefined;
-  private driving = false;
-  private checkpointing = false;
-  private halted = false;
-  private haltReason: unknown = undefined;
-  private skipRest = false;
-  private canceled = false;
-  private cancelReason: unknown = undefined;
-  private cancelError: FlowChainError | undefined = undefined;
-  private setErrorIndex = -1;
-  private setErrorValue: unknown = undefined;
-  private handlerError: unknown = undefined;
+  /** When each flow's rollback ended; made when the first rollback starts. */
+  rbTimes: number[] | undefined;
+  /** When the run began: the start of the first flow. */
+  readonly startedAt: number;
+  /** The last boundary's time (see `stamp`). */
+  private lastStamp: number;
+  error: FlowChainError | undefined;
+  index: number;
+  private stage: number;
+  private rbIndex: number;
+  private phase: number;
+  private current: FlowStep | RollbackStep | undefined;
+  private driving: boolean;
+  private checkpointing: boolean;
+  /** Promises followed by the shared reactions whose steps completed another way. */
+  private staleWatches: number;
+  private watchedStep: FlowStep | RollbackStep | undefined;
+  private onWatchFulfilled: ((value: unknown) => void) | undefined;
+  private onWatchRejected: ((error: unknown) => void) | undefined;
+  private cold: Cold<Data> | undefined;
   private readonly clock: () => number;
   private readonly timeoutMs: number;
   private readonly rollbackTimeoutMs: number;
-  /** Set when this run rolls back on behalf of a parent chain that failed later. */
-  private parentRollback: RollbackTrigger | undefined = undefined;
-  private detach: (() => void) | undefined = undefined;
 
   constructor(
     readonly chain: FlowChain<Data>,
     readonly data: Data,
     readonly flows: Flow<Data>[],
-    private readonly settler: RunSettler<Data>,
+    private readonly resolve: (data: Data) => void,
+    private readonly reject: (error: FlowChainError) => void,
     inherited: { timeoutMs: number; rollbackTimeoutMs: number } | undefined,
     readonly hooks: RunHooks | undefined,
   ) {
     const n = flows.length;
-    this.n = n;
-    this.status = new Array<number>(n).fill(Status.NOT_RUN);
-    this.times = new Array<number>(2 * n).fill(0);
     const options = chain.options;
+    this.n = n;
+    this.status = filled(n, Status.NOT_RUN);
+    // NaN (a double) from the start, so the array never changes its element kind.
+    this.times = filled(n, Number.NaN);
+    this.rbTimes = undefined;
     this.clock = options.preciseTiming ? preciseNow : now;
+    this.startedAt = options.preciseTiming ? preciseNow() : now();
+    this.lastStamp = this.startedAt;
+    this.error = undefined;
+    this.index = 0;
+    this.stage = STAGE_PRECHECK;
+    this.rbIndex = -1;
+    this.phase = FORWARD;
+    this.current = undefined;
+    this.driving = false;
+    this.checkpointing = false;
+    this.staleWatches = 0;
+    this.watchedStep = undefined;
+    this.onWatchFulfilled = undefined;
+    this.onWatchRejected = undefined;
+    this.cold = undefined;
     this.timeoutMs = options.timeoutMs ?? inherited?.timeoutMs ?? 0;
     this.rollbackTimeoutMs = options.rollbackTimeoutMs ?? inherited?.rollbackTimeoutMs ?? 0;
   }
@@ -162,6 +191,38 @@ export class ChainRun<Data> implements StepHost {
     return this.hooks?.idempotencyKey?.(this.nameOf(index), index);
   }
 
+  /** Whether flow `index`'s run failed, and with what. */
+  failureOf(index: number): { failed: boolean; error: unknown } {
+    const errors = this.cold?.flowErrors;
+    return errors !== undefined && index in errors ? { failed: true, error: errors[index] } : { failed: false, error: undefined };
+  }
+
+  /** The ROLLBACK_FAILED error of flow `index`, if its rollback failed. */
+  rollbackFailureOf(index: number): FlowChainError | undefined {
+    return this.cold?.rollbackFailures[index];
+  }
+
+  /** The flow running now (its run, not a rollback), or -1. */
+  get runningIndex(): number {
+    const step = this.current;
+    return step instanceof FlowStep ? step.index : -1;
+  }
+
+  /** When unwinding began, if it has. */
+  get rollbackBegan(): number | undefined {
+    return this.cold?.rollbackBegan;
+  }
+
+  /** The runs of the nested chain or parallel group at `index`. */
+  childrenOf(index: number): ChainRun<Data>[] | undefined {
+    return this.cold?.children[index];
+  }
+
+  /** Records the runs of the nested chain or parallel group at `index`, for the trace. */
+  setChildren(index: number, runs: ChainRun<Data>[]): void {
+    this.more().children[index] = runs;
+  }
+
   begin(signal: AbortSignal | undefined, resume: RunResume | undefined): void {
     if (resume !== undefined) this.restore(resume);
     if (signal !== undefined) {
@@ -172,7 +233,7 @@ export class ChainRun<Data> implements StepHost {
           this.cancel(signal.reason);
         };
         signal.addEventListener('abort', onAbort, { once: true });
-        this.detach = () => signal.removeEventListener('abort', onAbort);
+        this.more().detach = () => signal.removeEventListener('abort', onAbort);
       }
     }
     if (this.listening()) this.chain.emitSafe('chain:start', this.chain.name);
@@ -186,19 +247,21 @@ export class ChainRun<Data> implements StepHost {
       step.rollback();
       return;
     }
-    this.parentRollback = step;
+    const cold = this.more();
+    cold.parentRollback = step;
+    cold.skipRest = false;
+    cold.rollbackBegan = this.clock();
     this.error = step.error;
-    this.skipRest = false;
     this.phase = ROLLBACK;
     this.rbIndex = this.n - 1;
-    this.rbTimes ??= new Array<number>(2 * this.n).fill(0);
     this.drive();
   }
 
   cancel(reason: unknown): boolean {
-    if (this.phase !== FORWARD || this.canceled) return false;
-    this.canceled = true;
-    this.cancelReason = reason;
+    const cold = this.more();
+    if (this.phase !== FORWARD || cold.canceled) return false;
+    cold.canceled = true;
+    cold.cancelReason = reason;
     if (this.listening()) this.chain.emitSafe('chain:cancel', reason);
     const step = this.current;
     if (step !== undefined && step.pending) step.abort(this.canceledError());
@@ -212,9 +275,10 @@ export class ChainRun<Data> implements StepHost {
    * `reason`.
    */
   halt(reason: unknown): boolean {
-    if (this.phase === ENDED || this.halted) return false;
-    this.halted = true;
-    this.haltReason = reason;
+    const cold = this.more();
+    if (this.phase === ENDED || cold.halted) return false;
+    cold.halted = true;
+    cold.haltReason = reason;
     const step = this.current;
     if (step !== undefined && step.pending) step.abort(reason);
     return true;
@@ -223,23 +287,33 @@ export class ChainRun<Data> implements StepHost {
   /** Where the run stands, for a checkpoint. */
   snapshot(): { status: number[]; phase: 'forward' | 'rollback'; index: number } {
     const rollingBack = this.phase === ROLLBACK || (this.phase !== FORWARD && this.error !== undefined);
-    return { status: this.status.slice(), phase: rollingBack ? 'rollback' : 'forward', index: rollingBack ? this.rbIndex : this.index };
+    return {
+      status: this.status.slice(),
+      phase: rollingBack ? 'rollback' : 'forward',
+      index: rollingBack ? this.rbIndex : this.index,
+    };
   }
 
   skipRestRollbacks(): void {
-    this.skipRest = true;
+    this.more().skipRest = true;
   }
 
   recordSetError(index: number, error: unknown): void {
     // ZStack keeps the last setError; we keep the first, the root of what went wrong.
-    if (this.setErrorIndex < 0) {
-      this.setErrorIndex = index;
-      this.setErrorValue = error;
+    const cold = this.more();
+    if (cold.setErrorIndex < 0) {
+      cold.setErrorIndex = index;
+      cold.setErrorValue = error;
     }
   }
 
   reportLate(index: number, error: FlowChainError): void {
     if (this.listening()) this.chain.emitSafe('flow:late', this.nameOf(index), index, error);
+  }
+
+  abandonWatch(): void {
+    this.staleWatches++;
+    this.watchedStep = undefined;
   }
 
   // ---- the loop ---------------------------------------------------------------------
@@ -269,17 +343,21 @@ export class ChainRun<Data> implements StepHost {
 
   /** Advances one flow; returns false when it must wait for something asynchronous. */
   private forward(): boolean {
-    if (this.halted) return this.stopHalted();
+    const cold = this.cold;
+    if (cold !== undefined) {
+      if (cold.halted) return this.stopHalted();
+      if (cold.canceled) return this.failAt(this.index, this.canceledError());
+    }
     const i = this.index;
-    if (this.canceled) return this.failAt(i, this.canceledError());
     if (i >= this.n) {
-      if (this.setErrorIndex >= 0) this.error = this.setErrorFailure();
+      if (cold !== undefined && cold.setErrorIndex >= 0) this.error = this.setErrorFailure(cold);
       this.phase = FINISHING;
       return true;
     }
     const chain = this.chain;
-    if (this.stage === STAGE_PRECHECK) {
-      const marshaller = chain.flowMarshaller;
+    const ext = chain.ext;
+    if (this.stage === STAGE_PRECHECK && ext !== undefined) {
+      const marshaller = ext.marshaller;
       if (marshaller !== undefined) {
         let replacement: Flow<Data> | undefined | null | void;
         try {
@@ -301,7 +379,7 @@ export class ChainRun<Data> implements StepHost {
           }
         }
       }
-      const preCheck = chain.preCheckFn;
+      const preCheck = ext.preCheck;
       if (preCheck !== undefined) {
         let verdict: unknown;
         try {
@@ -315,25 +393,23 @@ export class ChainRun<Data> implements StepHost {
       this.stage = STAGE_SKIP;
     }
     const flow = this.flows[i] as Flow<Data>;
-    if (this.stage === STAGE_SKIP) {
-      if (flow.skip !== undefined) {
-        let skip: unknown;
-        try {
-          skip = flow.skip(this.data);
-        } catch (error) {
-          return this.failAt(i, this.flowFailure(i, error, 'its skip() threw'));
-        }
-        if (isThenable(skip)) return this.wait(skip, STAGE_SKIP);
-        if (skip === true) return this.skipped(i);
+    if (this.stage !== STAGE_RUN && flow.skip !== undefined) {
+      let skip: unknown;
+      try {
+        skip = flow.skip(this.data);
+      } catch (error) {
+        return this.failAt(i, this.flowFailure(i, error, 'its skip() threw'));
       }
+      if (isThenable(skip)) return this.wait(skip, STAGE_SKIP);
+      if (skip === true) return this.skipped(i);
     }
     this.stage = STAGE_PRECHECK;
 
-    this.hooks?.beforeStep?.(this as ChainRun<unknown>, i);
+    const hooks = this.hooks;
+    if (hooks !== undefined) hooks.beforeStep?.(this as ChainRun<unknown>, i);
+    // The flow's status stays NOT_RUN while it runs: `current` says which one is running.
     const step = new FlowStep(this, i);
     this.current = step;
-    this.status[i] = Status.RUNNING;
-    this.times[2 * i] = this.clock();
     if (this.listening()) chain.emitSafe('flow:start', this.nameOf(i), i);
     let result: unknown;
     try {
@@ -342,11 +418,11 @@ export class ChainRun<Data> implements StepHost {
       step.threw(error);
       return !this.checkpointing;
     }
-    if (!step.pending) {
+    if (step.state !== PENDING) {
       if (isThenable(result)) silence(result);
       return !this.checkpointing;
     }
-    if (isThenable(result)) step.watch(result);
+    if (isThenable(result)) this.watch(step, result);
     const timeoutMs = flow.timeoutMs ?? this.timeoutMs;
     if (timeoutMs > 0 && step.pending) step.armTimeout(timeoutMs);
     return false;
@@ -354,11 +430,12 @@ export class ChainRun<Data> implements StepHost {
 
   /** Unwinds one flow; returns false when it must wait. */
   private backward(): boolean {
-    if (this.halted) return this.stopHalted();
+    const cold = this.more();
+    if (cold.halted) return this.stopHalted();
     let j = this.rbIndex;
     let flow: Flow<Data> | undefined;
     for (;;) {
-      if (j < 0 || this.skipRest) {
+      if (j < 0 || cold.skipRest) {
         this.phase = FINISHING;
         return true;
       }
@@ -369,10 +446,10 @@ export class ChainRun<Data> implements StepHost {
       this.rbIndex = j;
     }
     this.hooks?.beforeStep?.(this as ChainRun<unknown>, j);
+    this.rbTimes ??= filled(this.n, Number.NaN);
     const step = new RollbackStep(this, j);
     this.current = step;
     this.status[j] = Status.ROLLING_BACK;
-    (this.rbTimes as number[])[2 * j] = this.clock();
     if (this.listening()) this.chain.emitSafe('rollback:start', this.nameOf(j), j);
     let result: unknown;
     try {
@@ -385,11 +462,42 @@ export class ChainRun<Data> implements StepHost {
       if (isThenable(result)) silence(result);
       return !this.checkpointing;
     }
-    if (isThenable(result)) step.watch(result);
-    if (this.rollbackTimeoutMs > 0 && step.pending && (flow as { [COMPOSITE]?: boolean })[COMPOSITE] !== true) {
+    if (isThenable(result)) this.watch(step, result);
+    if (this.rollbackTimeoutMs > 0 && step.pending && !isCompositeFlow(flow as Flow<Data>)) {
       step.armTimeout(this.rollbackTimeoutMs);
     }
     return false;
+  }
+
+  /**
+   * Follows a step's promise. The common case uses two reactions made once per run, not two
+   * closures per step: while no followed promise is stale, at most one is in flight (the
+   * current step's), so the shared reaction knows which step it belongs to. A step that
+   * completes another way while followed (an explicit next(), a timeout) makes its promise
+   * stale; until that stale promise settles, and the shared reaction discounts it, later
+   * steps fall back to reactions of their own.
+   */
+  private watch(step: FlowStep | RollbackStep, result: PromiseLike<unknown>): void {
+    if (this.staleWatches !== 0) {
+      step.watch(result);
+      return;
+    }
+    step.watchedByRun();
+    this.watchedStep = step;
+    result.then(
+      (this.onWatchFulfilled ??= () => this.watchSettled(true, undefined)),
+      (this.onWatchRejected ??= (error: unknown) => this.watchSettled(false, error)),
+    );
+  }
+
+  private watchSettled(ok: boolean, error: unknown): void {
+    if (this.staleWatches !== 0) {
+      this.staleWatches--;
+      return;
+    }
+    const step = this.watchedStep as FlowStep | RollbackStep;
+    this.watchedStep = undefined;
+    step.settleWatched(ok, error);
   }
 
   // ---- outcomes ---------------------------------------------------------------------
@@ -397,8 +505,17 @@ export class ChainRun<Data> implements StepHost {
   flowSettled(step: FlowStep, ok: boolean, error: unknown): void {
     const i = step.index;
     this.current = undefined;
-    this.times[2 * i + 1] = this.clock();
-    if (this.halted && !ok) {
+    this.times[i] = this.stamp();
+    const cold = this.cold;
+    if (ok && cold === undefined && this.hooks === undefined) {
+      // The common case: a flow completed, nothing to check or record beyond its outcome.
+      this.status[i] = Status.DONE;
+      this.index = i + 1;
+      if (this.listening()) this.chain.emitSafe('flow:done', this.nameOf(i), i);
+      if (!this.driving) this.drive();
+      return;
+    }
+    if (cold !== undefined && cold.halted && !ok) {
       // Interrupted, not failed: the flow is in doubt and runs again when the job resumes.
       this.status[i] = Status.NOT_RUN;
       this.resume();
@@ -417,18 +534,19 @@ export class ChainRun<Data> implements StepHost {
     if (ok) {
       this.status[i] = Status.DONE;
       if (emitting) this.chain.emitSafe('flow:done', this.nameOf(i), i);
-      if (this.canceled) this.failAt(i, this.canceledError());
+      if (cold !== undefined && cold.canceled) this.failAt(i, this.canceledError());
       else this.index = i + 1;
     } else {
       this.status[i] = Status.FAILED;
-      this.flowErrors[i] = error;
+      this.more().flowErrors[i] = error;
       if (emitting) this.chain.emitSafe('flow:fail', this.nameOf(i), i, error);
       // A timed-out step settles with its own FLOW_TIMEOUT error, which already names the flow.
-      const failure = this.canceled
-        ? this.canceledError()
-        : step.timedOut
-          ? (error as FlowChainError)
-          : this.flowFailure(i, error);
+      const failure =
+        cold !== undefined && cold.canceled
+          ? this.canceledError()
+          : step.timedOut
+            ? (error as FlowChainError)
+            : this.flowFailure(i, error);
       this.failAt(i, failure);
     }
     this.continue(i);
@@ -437,10 +555,11 @@ export class ChainRun<Data> implements StepHost {
   rollbackSettled(step: RollbackStep, ok: boolean, error: unknown): void {
     const j = step.index;
     this.current = undefined;
-    (this.rbTimes as number[])[2 * j + 1] = this.clock();
-    if (this.halted && !ok) {
+    (this.rbTimes as number[])[j] = this.stamp();
+    const cold = this.more();
+    if (cold.halted && !ok) {
       // Interrupted: this rollback is in doubt and runs again when the job resumes.
-      this.status[j] = j in this.flowErrors ? Status.FAILED : Status.DONE;
+      this.status[j] = j in cold.flowErrors ? Status.FAILED : Status.DONE;
       this.resume();
       return;
     }
@@ -454,7 +573,7 @@ export class ChainRun<Data> implements StepHost {
         `Rollback of flow ${JSON.stringify(this.locationOf(j))} failed: ${describeThrown(error).replace(/\.$/, '')}. Unwinding went on with the previous flow.`,
         { cause: error, flowName: this.nameOf(j), flowIndex: j, flowCount: this.n },
       );
-      this.rollbackFailures[j] = failure;
+      cold.rollbackFailures[j] = failure;
       (this.error as FlowChainError).rollbackErrors.push(failure);
       if (this.listening()) this.chain.emitSafe('rollback:fail', this.nameOf(j), j, failure);
     }
@@ -464,9 +583,9 @@ export class ChainRun<Data> implements StepHost {
 
   /** After a step of flow `index` settles: checkpoint if durable, then keep going. */
   private continue(index: number): void {
-    const afterStep = this.hooks?.afterStep;
-    if (afterStep !== undefined) {
-      const pending = afterStep(this as ChainRun<unknown>, index);
+    const hooks = this.hooks;
+    if (hooks !== undefined && hooks.afterStep !== undefined) {
+      const pending = hooks.afterStep(this as ChainRun<unknown>, index);
       if (isThenable(pending)) {
         // The loop must not run on from an outcome that is not recorded yet.
         this.checkpointing = true;
@@ -489,17 +608,18 @@ export class ChainRun<Data> implements StepHost {
   }
 
   private stopHalted(): boolean {
+    const cold = this.more();
     this.phase = ENDED;
-    this.detach?.();
-    this.settler.reject(this.haltReason as FlowChainError);
+    cold.detach?.();
+    this.reject(cold.haltReason as FlowChainError);
     return false;
   }
 
   private checkpointFailed(error: unknown): void {
     // A durable run whose checkpoint write failed must not run on from unrecorded state.
     this.phase = ENDED;
-    this.detach?.();
-    this.settler.reject(
+    this.cold?.detach?.();
+    this.reject(
       error instanceof FlowChainError
         ? error
         : new FlowChainError(FlowChainErrorCode.STORE_FAILURE, `Checkpoint failed: ${describeThrown(error)}`, {
@@ -510,9 +630,7 @@ export class ChainRun<Data> implements StepHost {
 
   private skipped(i: number): boolean {
     this.status[i] = Status.SKIPPED;
-    const t = this.clock();
-    this.times[2 * i] = t;
-    this.times[2 * i + 1] = t;
+    this.times[i] = this.stamp();
     this.stage = STAGE_PRECHECK;
     this.index = i + 1;
     if (this.listening()) this.chain.emitSafe('flow:skip', this.nameOf(i), i);
@@ -548,11 +666,11 @@ export class ChainRun<Data> implements StepHost {
   }
 
   private failAt(index: number, error: FlowChainError): boolean {
+    this.more().rollbackBegan = this.clock();
     this.error = error;
     this.stage = STAGE_PRECHECK;
     this.phase = ROLLBACK;
     this.rbIndex = this.chain.options.noRollback ? -1 : index;
-    this.rbTimes = new Array<number>(2 * this.n).fill(0);
     return true;
   }
 
@@ -560,12 +678,15 @@ export class ChainRun<Data> implements StepHost {
 
   private finish(): void {
     this.phase = ENDED;
-    this.detach?.();
-    const parentStep = this.parentRollback;
-    if (parentStep !== undefined) {
-      // A nested chain unwound for its parent: no handlers run a second time.
-      parentStep.rollback();
-      return;
+    const cold = this.cold;
+    if (cold !== undefined) {
+      cold.detach?.();
+      const parentStep = cold.parentRollback;
+      if (parentStep !== undefined) {
+        // A nested chain unwound for its parent: no handlers run a second time.
+        parentStep.rollback();
+        return;
+      }
     }
     const chain = this.chain;
     const ok = this.error === undefined;
@@ -573,8 +694,8 @@ export class ChainRun<Data> implements StepHost {
       if (ok) chain.emitSafe('chain:done', this.data);
       else chain.emitSafe('chain:fail', this.error as FlowChainError);
     }
-    const handler = ok ? chain.doneHandler : chain.errorHandler;
-    if (handler === undefined && chain.finallyHandler === undefined) {
+    const ext = chain.ext;
+    if (ext === undefined || ((ok ? ext.done : ext.error) === undefined && ext.finally === undefined)) {
       this.end();
       return;
     }
@@ -582,17 +703,15 @@ export class ChainRun<Data> implements StepHost {
   }
 
   private async runHandlers(ok: boolean): Promise<void> {
-    const chain = this.chain;
+    const ext = this.chain.ext as ChainExtensions<Data>;
     try {
-      const pending = ok
-        ? chain.doneHandler?.(this.data)
-        : chain.errorHandler?.(this.error as FlowChainError, this.data);
+      const pending = ok ? ext.done?.(this.data) : ext.error?.(this.error as FlowChainError, this.data);
       if (isThenable(pending)) await pending;
     } catch (error) {
       this.handlerFailed(ok ? 'done' : 'error', error);
     }
     try {
-      const pending = chain.finallyHandler?.();
+      const pending = ext.finally?.();
       if (isThenable(pending)) await pending;
     } catch (error) {
       this.handlerFailed('finally', error);
@@ -601,19 +720,20 @@ export class ChainRun<Data> implements StepHost {
   }
 
   private handlerFailed(handler: 'done' | 'error' | 'finally', error: unknown): void {
-    if (this.handlerError === undefined) this.handlerError = { handler, error };
+    const cold = this.more();
+    if (cold.handlerError === undefined) cold.handlerError = { handler, error };
     if (this.listening()) this.chain.emitSafe('handler:fail', handler, error);
   }
 
   private end(): void {
     const error = this.error;
     if (error !== undefined) {
-      this.settler.reject(error);
+      this.reject(error);
       return;
     }
-    const failed = this.handlerError as { handler: string; error: unknown } | undefined;
+    const failed = this.cold?.handlerError;
     if (failed !== undefined) {
-      this.settler.reject(
+      this.reject(
         new FlowChainError(
           FlowChainErrorCode.HANDLER_FAILED,
           `Every flow of chain ${JSON.stringify(this.chain.name)} completed, but its ${failed.handler} handler threw: ${describeThrown(failed.error)}.`,
@@ -622,7 +742,7 @@ export class ChainRun<Data> implements StepHost {
       );
       return;
     }
-    this.settler.resolve(this.data);
+    this.resolve(this.data);
   }
 
   // ---- errors -----------------------------------------------------------------------
@@ -647,20 +767,21 @@ export class ChainRun<Data> implements StepHost {
     );
   }
 
-  private setErrorFailure(): FlowChainError {
-    const i = this.setErrorIndex;
+  private setErrorFailure(cold: Cold<Data>): FlowChainError {
+    const i = cold.setErrorIndex;
     return new FlowChainError(
       FlowChainErrorCode.FLOW_FAILED,
-      `Flow ${JSON.stringify(this.locationOf(i))} set an error with setError(): ${describeThrown(this.setErrorValue)}. Every flow ran; nothing was rolled back.`,
-      { cause: this.setErrorValue, flowName: this.nameOf(i), flowIndex: i, flowCount: this.n },
+      `Flow ${JSON.stringify(this.locationOf(i))} set an error with setError(): ${describeThrown(cold.setErrorValue)}. Every flow ran; nothing was rolled back.`,
+      { cause: cold.setErrorValue, flowName: this.nameOf(i), flowIndex: i, flowCount: this.n },
     );
   }
 
   private canceledError(): FlowChainError {
-    if (this.cancelError === undefined) {
-      const reason = this.cancelReason;
+    const cold = this.more();
+    if (cold.cancelError === undefined) {
+      const reason = cold.cancelReason;
       const i = Math.min(this.index, this.n - 1);
-      this.cancelError = new FlowChainError(
+      cold.cancelError = new FlowChainError(
         FlowChainErrorCode.CHAIN_CANCELED,
         `Chain ${JSON.stringify(this.chain.name)} was canceled${
           reason === undefined ? '' : `: ${describeThrown(reason)}`
@@ -668,7 +789,7 @@ export class ChainRun<Data> implements StepHost {
         i >= 0 ? { cause: reason, flowName: this.nameOf(i), flowIndex: i, flowCount: this.n } : { cause: reason },
       );
     }
-    return this.cancelError;
+    return cold.cancelError;
   }
 
   private restore(resume: RunResume): void {
@@ -678,14 +799,50 @@ export class ChainRun<Data> implements StepHost {
       this.error = resume.error;
       this.phase = ROLLBACK;
       this.rbIndex = resume.index;
-      this.rbTimes = new Array<number>(2 * this.n).fill(0);
     }
+  }
+
+  private more(): Cold<Data> {
+    return (this.cold ??= {
+      canceled: false,
+      cancelReason: undefined,
+      cancelError: undefined,
+      setErrorIndex: -1,
+      setErrorValue: undefined,
+      handlerError: undefined,
+      parentRollback: undefined,
+      detach: undefined,
+      halted: false,
+      haltReason: undefined,
+      skipRest: false,
+      rollbackBegan: undefined,
+      flowErrors: [],
+      rollbackFailures: [],
+      children: [],
+    });
+  }
+
+  /**
+   * The time of a step boundary. An outcome that arrives while the loop is running came in
+   * the same turn as the previous boundary, so it reuses that time (what the per-turn clock
+   * would return anyway) instead of reading the clock; `preciseTiming` always reads it.
+   */
+  private stamp(): number {
+    if (this.driving && this.clock === now) return this.lastStamp;
+    return (this.lastStamp = this.clock());
   }
 
   private listening(): boolean {
     // eventemitter3 keeps a listener count; reading it keeps emission free when nobody listens.
     return (this.chain as unknown as { _eventsCount: number })._eventsCount !== 0;
   }
+}
+
+/** An array of `n` copies of `value`; a loop beats `fill()` for the short arrays most chains have. */
+function filled(n: number, value: number): number[] {
+  const array = new Array<number>(n);
+  for (let i = 0; i < n; i++) array[i] = value;
+  return array;
 }
 
 function silence(result: PromiseLike<unknown>): void {

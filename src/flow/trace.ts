@@ -60,42 +60,57 @@ const OUTCOMES: readonly FlowOutcome[] = [
   'rollbackFailed',
 ];
 
-/** Materialises the trace from a run's compact status and time arrays. @internal */
+/**
+ * Materialises the trace from a run's compact arrays. The run stores one timestamp per
+ * step boundary (when each flow's outcome came); a flow starts when the previous one ended.
+ * @internal
+ */
 export function buildTrace<Data>(run: ChainRun<Data> | undefined, flows: readonly Flow<Data>[]): FlowTraceEntry[] {
   const entries: FlowTraceEntry[] = [];
+  let previous = run?.startedAt ?? Number.NaN;
   for (let i = 0; i < flows.length; i++) {
     const name = flows[i]?.name ?? `#${i + 1}`;
-    if (run === undefined) {
+    const status = run === undefined ? Status.NOT_RUN : run.runningIndex === i ? Status.RUNNING : (run.status[i] ?? Status.NOT_RUN);
+    if (run === undefined || status === Status.NOT_RUN) {
       entries.push({ name, index: i, outcome: 'notRun', startedAt: undefined, durationMs: undefined, failed: false });
       continue;
     }
-    const status = run.status[i] ?? Status.NOT_RUN;
-    const started = status !== Status.NOT_RUN;
-    const start = run.times[2 * i] ?? 0;
-    const end = run.times[2 * i + 1] ?? 0;
+    const end = run.times[i] ?? Number.NaN;
+    const { failed, error } = run.failureOf(i);
     const entry: FlowTraceEntry = {
       name,
       index: i,
       outcome: OUTCOMES[status] ?? 'notRun',
-      startedAt: started ? start : undefined,
-      durationMs: started && end >= start && end !== 0 ? end - start : undefined,
-      // `in`, not `!== undefined`: `trigger.fail()` without an argument fails with undefined.
-      failed: i in run.flowErrors,
+      startedAt: previous,
+      durationMs: Number.isNaN(end) ? undefined : end - previous,
+      // Failed even when `trigger.fail()` was called without an error.
+      failed,
     };
-    if (i in run.flowErrors) entry.error = run.flowErrors[i];
-    const rollbackError = run.rollbackFailures[i];
+    if (!Number.isNaN(end)) previous = end;
+    if (failed) entry.error = error;
+    const rollbackError = run.rollbackFailureOf(i);
     if (rollbackError !== undefined) entry.rollbackError = rollbackError;
-    const rbStart = run.rbTimes?.[2 * i] ?? 0;
-    if (rbStart !== 0) {
-      entry.rollbackStartedAt = rbStart;
-      const rbEnd = run.rbTimes?.[2 * i + 1] ?? 0;
-      if (rbEnd !== 0) entry.rollbackDurationMs = rbEnd - rbStart;
-    }
-    const children = run.children[i];
+    const children = run.childrenOf(i);
     if (children !== undefined) {
       entry.children = children.filter((child) => child !== undefined).map((child) => buildTrace(child, child.flows));
     }
     entries.push(entry);
+  }
+  // Rollbacks run from the highest index down, each starting when the previous one ended.
+  const rbTimes = run?.rbTimes;
+  if (run !== undefined && rbTimes !== undefined) {
+    let rbPrevious = run.rollbackBegan ?? previous;
+    for (let j = entries.length - 1; j >= 0; j--) {
+      const entry = entries[j] as FlowTraceEntry;
+      const end = rbTimes[j] ?? Number.NaN;
+      const rolling = run.status[j] === Status.ROLLING_BACK;
+      if (Number.isNaN(end) && !rolling) continue;
+      entry.rollbackStartedAt = rbPrevious;
+      if (!Number.isNaN(end)) {
+        entry.rollbackDurationMs = end - rbPrevious;
+        rbPrevious = end;
+      }
+    }
   }
   return entries;
 }

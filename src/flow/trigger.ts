@@ -12,31 +12,45 @@ export interface StepHost {
   skipRestRollbacks(): void;
   flowSettled(step: FlowStep, ok: boolean, error: unknown): void;
   rollbackSettled(step: RollbackStep, ok: boolean, error: unknown): void;
+  /** A step whose promise the run follows completed another way: skip that promise's settle. */
+  abandonWatch(): void;
 }
 
-const PENDING = 0;
+/** Running; nothing watched, or its promise followed by its own reactions. @internal */
+export const PENDING = 0;
+/** Completed by the flow (explicitly or through its promise). */
 const COMPLETED = 1;
 /** Timed out, or abandoned because the chain moved on; late completions are ignored. */
 const ABANDONED = 2;
+/** Running, its promise followed by the run's shared reactions (see ChainRun.watch). */
+const WATCHED = 3;
+
+/** What few steps need: a signal, a timeout, a remembered late call. Created on demand. */
+interface StepExtra {
+  controller: AbortController | undefined;
+  aborted: boolean;
+  abortReason: unknown;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  lastLate: FlowChainError | undefined;
+}
 
 /**
  * What every step (a flow's run or its rollback) shares: exactly-once completion, a lazily
- * created AbortSignal, and an optional timeout. One small object per step; no closures
- * unless the step returns a promise or arms a timeout.
+ * created AbortSignal, and an optional timeout. It is the one object the hot path allocates
+ * per step, so it holds three fields; everything rare lives in `extra`, made on demand.
  * @internal
  */
 abstract class Step {
-  state: number = PENDING;
-  private controller: AbortController | undefined = undefined;
-  private abortReason: unknown = undefined;
-  private aborted = false;
-  private timer: ReturnType<typeof setTimeout> | undefined = undefined;
-  private lastLate: FlowChainError | undefined = undefined;
+  state: number;
+  private extra: StepExtra | undefined;
 
   constructor(
     readonly run: StepHost,
     readonly index: number,
-  ) {}
+  ) {
+    this.state = PENDING;
+    this.extra = undefined;
+  }
 
   get flowName(): string {
     return this.run.nameOf(this.index);
@@ -48,15 +62,16 @@ abstract class Step {
 
   get signal(): AbortSignal {
     // AbortController costs about a microsecond: create it only for flows that look.
-    if (this.controller === undefined) {
-      this.controller = new AbortController();
-      if (this.aborted) this.controller.abort(this.abortReason);
+    const extra = this.more();
+    if (extra.controller === undefined) {
+      extra.controller = new AbortController();
+      if (extra.aborted) extra.controller.abort(extra.abortReason);
     }
-    return this.controller.signal;
+    return extra.controller.signal;
   }
 
   get pending(): boolean {
-    return this.state === PENDING;
+    return this.state === PENDING || this.state === WATCHED;
   }
 
   /** Settled by its timeout rather than by the flow. */
@@ -65,30 +80,42 @@ abstract class Step {
   }
 
   abort(reason: unknown): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    this.abortReason = reason;
-    this.controller?.abort(reason);
+    const extra = this.more();
+    if (extra.aborted) return;
+    extra.aborted = true;
+    extra.abortReason = reason;
+    extra.controller?.abort(reason);
   }
 
-  /** Follows a promise returned by the step; settles after an explicit call are ignored. */
+  /** Marks this step's promise as followed by the run's shared reactions. */
+  watchedByRun(): void {
+    this.state = WATCHED;
+  }
+
+  /** Follows the step's promise with reactions of its own (the rare path). */
   watch(result: PromiseLike<unknown>): void {
     result.then(
       () => {
-        if (this.state === PENDING) this.complete(true, undefined);
+        if (this.pending) this.settle(COMPLETED, true, undefined);
       },
       (error: unknown) => {
-        if (this.state === PENDING) this.complete(false, error);
+        if (this.pending) this.settle(COMPLETED, false, error);
       },
     );
   }
 
+  /** The run's shared reaction saw this step's promise settle. */
+  settleWatched(ok: boolean, error: unknown): void {
+    this.state = PENDING;
+    this.settle(COMPLETED, ok, error);
+  }
+
   armTimeout(ms: number): void {
-    this.timer = setTimeout(onStepTimeout, ms, this, ms);
+    this.more().timer = setTimeout(onStepTimeout, ms, this, ms);
   }
 
   timeout(ms: number): void {
-    if (this.state !== PENDING) return;
+    if (!this.pending) return;
     const error = new FlowChainError(
       FlowChainErrorCode.FLOW_TIMEOUT,
       `${this.describe()} did not finish within ${ms} ms; its signal was aborted. Raise \`timeoutMs\` or make it finish sooner.`,
@@ -97,28 +124,37 @@ abstract class Step {
     // Abandon before aborting: an abort listener that completes the step (the usual
     // `signal.onabort = () => trigger.fail(signal.reason)`) must be a late call, not a
     // second settle that would roll back and run the handlers twice.
+    const watched = this.state === WATCHED;
     this.state = ABANDONED;
+    if (watched) this.run.abandonWatch();
     this.abort(error);
     this.settle(ABANDONED, false, error);
   }
 
   /** An explicit `next`/`fail`/`rollback` call. */
   protected call(ok: boolean, error: unknown, method: string): void {
-    if (this.state === PENDING) {
-      this.complete(ok, error);
+    const state = this.state;
+    if (state === PENDING) {
+      this.settle(COMPLETED, ok, error);
+      return;
+    }
+    if (state === WATCHED) {
+      // The run's shared reaction will still see the promise settle: it must skip it.
+      this.run.abandonWatch();
+      this.settle(COMPLETED, ok, error);
       return;
     }
     const late = new FlowChainError(
       FlowChainErrorCode.FLOW_ALREADY_COMPLETED,
       `${this.describe()} called \`${method}()\` after it had already ${
-        this.state === ABANDONED ? 'timed out' : 'completed'
+        state === ABANDONED ? 'timed out' : 'completed'
       }; the call was ignored. Call exactly one of next()/fail() (rollback() in a rollback) once.`,
       { flowName: this.flowName, flowIndex: this.index, flowCount: this.run.n, details: { method } },
     );
     this.run.reportLate(this.index, late);
     // A timed-out step's late completion is expected and harmless; a second completion is a bug.
-    if (this.state === COMPLETED) {
-      this.lastLate = late;
+    if (state === COMPLETED) {
+      this.more().lastLate = late;
       throw late;
     }
   }
@@ -126,11 +162,11 @@ abstract class Step {
   /** A synchronous throw from the step's function. */
   threw(error: unknown): void {
     if (this.state === PENDING) {
-      this.complete(false, error);
+      this.settle(COMPLETED, false, error);
       return;
     }
     // The FLOW_ALREADY_COMPLETED this step threw at a second call, escaping run(): reported once.
-    if (error === this.lastLate) return;
+    if (this.extra !== undefined && error === this.extra.lastLate) return;
     this.run.reportLate(
       this.index,
       new FlowChainError(
@@ -141,17 +177,18 @@ abstract class Step {
     );
   }
 
-  private complete(ok: boolean, error: unknown): void {
-    this.settle(COMPLETED, ok, error);
-  }
-
   private settle(state: number, ok: boolean, error: unknown): void {
     this.state = state;
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
+    const extra = this.extra;
+    if (extra !== undefined && extra.timer !== undefined) {
+      clearTimeout(extra.timer);
+      extra.timer = undefined;
     }
     this.onSettled(ok, error);
+  }
+
+  private more(): StepExtra {
+    return (this.extra ??= { controller: undefined, aborted: false, abortReason: undefined, timer: undefined, lastLate: undefined });
   }
 
   protected describe(): string {
@@ -167,6 +204,11 @@ function onStepTimeout(step: Step, ms: number): void {
 
 /** The trigger a flow's `run` receives. @internal */
 export class FlowStep extends Step implements FlowTrigger {
+  // An explicit constructor: V8 (Node 20) constructs through a default derived one slower.
+  constructor(run: StepHost, index: number) {
+    super(run, index);
+  }
+
   next(): void {
     this.call(true, undefined, 'next');
   }
@@ -186,6 +228,10 @@ export class FlowStep extends Step implements FlowTrigger {
 
 /** The trigger a flow's `rollback` receives. @internal */
 export class RollbackStep extends Step implements RollbackTrigger {
+  constructor(run: StepHost, index: number) {
+    super(run, index);
+  }
+
   rollback(): void {
     this.call(true, undefined, 'rollback');
   }
