@@ -414,11 +414,11 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
     if (signal !== undefined && !isAbortSignal(signal)) throw invalidArgument('signal', 'an AbortSignal', signal);
     this.prepare();
     const promise = new Promise<Data>(capture);
-    const resolve = captured.resolve as (data: Data) => void;
-    const reject = captured.reject as (error: FlowChainError) => void;
+    const resolve = captured.resolve as (value: Data | PromiseLike<Data>) => void;
+    captured.resolve = undefined;
     const ext = this.ext;
     if (ext?.error !== undefined) promise.then(undefined, noop);
-    const run = new ChainRun<Data>(this, this.liveData, this.list, resolve, reject, undefined, hooks);
+    const run = new ChainRun<Data>(this, this.liveData, this.list, resolve, undefined, hooks);
     this.run = run;
     if (ext?.canceledBeforeStart !== undefined) run.cancel(ext.canceledBeforeStart.reason);
     run.begin(signal, resume);
@@ -444,8 +444,7 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
       this,
       data,
       this.list,
-      () => trigger.next(),
-      (error) => trigger.fail(error),
+      trigger,
       parent.timeouts,
       parent.hooks?.idempotencyKey === undefined ? undefined : { idempotencyKey: parent.hooks.idempotencyKey },
     );
@@ -606,14 +605,11 @@ function isAbortSignal(value: unknown): value is AbortSignal {
  * closure per start(): the Promise constructor calls it synchronously, so the slot is
  * read right after and never shared.
  */
-const captured: { resolve: ((value: never) => void) | undefined; reject: ((error: never) => void) | undefined } = {
-  resolve: undefined,
-  reject: undefined,
-};
+const captured: { resolve: ((value: never) => void) | undefined } = { resolve: undefined };
 
-function capture(resolve: (value: never) => void, reject: (error: never) => void): void {
+function capture(resolve: (value: never) => void): void {
+  // Only resolve is kept: a failure resolves with a rejecting thenable (see ChainRun).
   captured.resolve = resolve;
-  captured.reject = reject;
 }
 
 /** setTimeout's limit; a larger delay would fire at once. */

@@ -7,8 +7,8 @@ import {
 } from '../errors.js';
 import { now, preciseNow } from './clock.js';
 import type { ChainExtensions, FlowChain } from './chain.js';
-import type { Flow, RollbackTrigger } from './flow.js';
-import { FlowStep, PENDING, RollbackStep, isThenable, type StepHost } from './trigger.js';
+import type { Flow, FlowTrigger, RollbackTrigger } from './flow.js';
+import { COMPLETED, FlowStep, PENDING, RollbackStep, isThenable, type StepHost } from './trigger.js';
 
 /*
  * The execution engine. A chain starts once, so one ChainRun holds all run state: the
@@ -91,6 +91,15 @@ interface Cold<Data> {
   skipRest: boolean;
   /** When unwinding began (the trace's start of the first rollback). */
   rollbackBegan: number | undefined;
+  /** Promises followed by the shared reactions whose steps completed another way. */
+  staleWatches: number;
+  /** The next flow to roll back. */
+  rbIndex: number;
+  /** When each flow's rollback ended (NaN until then). */
+  rbTimes: number[] | undefined;
+  /** A nested run's timeouts, from its parent. */
+  inheritedTimeoutMs: number | undefined;
+  inheritedRollbackTimeoutMs: number | undefined;
   /** The error each flow's run failed with (sparse). */
   flowErrors: unknown[];
   /** The ROLLBACK_FAILED error of each flow whose rollback failed (sparse). */
@@ -101,73 +110,109 @@ interface Cold<Data> {
 
 /** @internal */
 export class ChainRun<Data> implements StepHost {
-  readonly n: number;
-  readonly status: number[];
-  /** When each flow's run ended (its outcome), ms since the epoch; NaN until then. */
-  readonly times: number[];
-  /** When each flow's rollback ended; made when the first rollback starts. */
-  rbTimes: number[] | undefined;
-  /** When the run began: the start of the first flow. */
-  readonly startedAt: number;
-  /** The last boundary's time (see `stamp`). */
-  private lastStamp: number;
+  /**
+   * Two numbers per flow, in one array (one allocation): its status at `2i` and, at
+   * `2i + 1`, when its run ended (ms since the epoch, NaN until then). After them: when the
+   * run began, and the last boundary's time (see `stamp`).
+   */
+  private readonly slots: number[];
   error: FlowChainError | undefined;
   index: number;
   private stage: number;
-  private rbIndex: number;
   private phase: number;
   private current: FlowStep | RollbackStep | undefined;
   private driving: boolean;
   private checkpointing: boolean;
-  /** Promises followed by the shared reactions whose steps completed another way. */
-  private staleWatches: number;
-  private watchedStep: FlowStep | RollbackStep | undefined;
   private onWatchFulfilled: ((value: unknown) => void) | undefined;
   private onWatchRejected: ((error: unknown) => void) | undefined;
   private cold: Cold<Data> | undefined;
-  private readonly clock: () => number;
-  private readonly timeoutMs: number;
-  private readonly rollbackTimeoutMs: number;
 
   constructor(
     readonly chain: FlowChain<Data>,
     readonly data: Data,
     readonly flows: Flow<Data>[],
-    private readonly resolve: (data: Data) => void,
-    private readonly reject: (error: FlowChainError) => void,
+    /**
+     * How the run reports its end: `start()`'s promise resolve (a failure resolves it with a
+     * rejecting thenable, so the promise's reject function need not be kept: less memory per
+     * chain), or, for a nested run, the parent's trigger.
+     */
+    private readonly settle: ((value: Data | PromiseLike<Data>) => void) | FlowTrigger,
     inherited: { timeoutMs: number; rollbackTimeoutMs: number } | undefined,
     readonly hooks: RunHooks | undefined,
   ) {
     const n = flows.length;
     const options = chain.options;
-    this.n = n;
-    this.status = filled(n, Status.NOT_RUN);
-    // NaN (a double) from the start, so the array never changes its element kind.
-    this.times = filled(n, Number.NaN);
-    this.rbTimes = undefined;
-    this.clock = options.preciseTiming ? preciseNow : now;
-    this.startedAt = options.preciseTiming ? preciseNow() : now();
-    this.lastStamp = this.startedAt;
+    const slots = new Array<number>(2 * n + 2);
+    const startedAt = options.preciseTiming ? preciseNow() : now();
+    // The first store is a double, so the array holds doubles from the start.
+    slots[2 * n] = startedAt;
+    slots[2 * n + 1] = startedAt;
+    for (let i = 0; i < n; i++) {
+      slots[2 * i] = Status.NOT_RUN;
+      slots[2 * i + 1] = Number.NaN;
+    }
+    this.slots = slots;
     this.error = undefined;
     this.index = 0;
     this.stage = STAGE_PRECHECK;
-    this.rbIndex = -1;
     this.phase = FORWARD;
     this.current = undefined;
     this.driving = false;
     this.checkpointing = false;
-    this.staleWatches = 0;
-    this.watchedStep = undefined;
     this.onWatchFulfilled = undefined;
     this.onWatchRejected = undefined;
     this.cold = undefined;
-    this.timeoutMs = options.timeoutMs ?? inherited?.timeoutMs ?? 0;
-    this.rollbackTimeoutMs = options.rollbackTimeoutMs ?? inherited?.rollbackTimeoutMs ?? 0;
+    if (inherited !== undefined && (inherited.timeoutMs > 0 || inherited.rollbackTimeoutMs > 0)) {
+      const cold = this.more();
+      cold.inheritedTimeoutMs = inherited.timeoutMs;
+      cold.inheritedRollbackTimeoutMs = inherited.rollbackTimeoutMs;
+    }
+  }
+
+  /** The number of flows. */
+  get n(): number {
+    return this.flows.length;
+  }
+
+  /** Each flow's status (a copy). */
+  get status(): number[] {
+    const out = new Array<number>(this.n);
+    for (let i = 0; i < out.length; i++) out[i] = this.slots[2 * i] as number;
+    return out;
+  }
+
+  /** Flow `index`'s status. */
+  statusOf(index: number): number {
+    return this.slots[2 * index] as number;
+  }
+
+  /** When flow `index`'s run ended, or NaN. */
+  timeOf(index: number): number {
+    return this.slots[2 * index + 1] as number;
+  }
+
+  /** When flow `index`'s rollback ended, or NaN. */
+  rollbackTimeOf(index: number): number {
+    return this.cold?.rbTimes?.[index] ?? Number.NaN;
+  }
+
+  /** When the run began: the start of the first flow. */
+  get startedAt(): number {
+    return this.slots[2 * this.n] as number;
   }
 
   /** Inherited timeouts for nested chains and parallel members. */
   get timeouts(): { timeoutMs: number; rollbackTimeoutMs: number } {
     return { timeoutMs: this.timeoutMs, rollbackTimeoutMs: this.rollbackTimeoutMs };
+  }
+
+  /** The default timeout of every flow: the chain's own, or its parent's for a nested run. */
+  private get timeoutMs(): number {
+    return this.chain.options.timeoutMs ?? this.cold?.inheritedTimeoutMs ?? 0;
+  }
+
+  private get rollbackTimeoutMs(): number {
+    return this.chain.options.rollbackTimeoutMs ?? this.cold?.inheritedRollbackTimeoutMs ?? 0;
   }
 
   get ended(): boolean {
@@ -250,10 +295,10 @@ export class ChainRun<Data> implements StepHost {
     const cold = this.more();
     cold.parentRollback = step;
     cold.skipRest = false;
-    cold.rollbackBegan = this.clock();
+    cold.rollbackBegan = this.stamp();
     this.error = step.error;
     this.phase = ROLLBACK;
-    this.rbIndex = this.n - 1;
+    this.more().rbIndex = this.n - 1;
     this.drive();
   }
 
@@ -290,7 +335,7 @@ export class ChainRun<Data> implements StepHost {
     return {
       status: this.status.slice(),
       phase: rollingBack ? 'rollback' : 'forward',
-      index: rollingBack ? this.rbIndex : this.index,
+      index: rollingBack ? (this.cold?.rbIndex ?? -1) : this.index,
     };
   }
 
@@ -312,8 +357,7 @@ export class ChainRun<Data> implements StepHost {
   }
 
   abandonWatch(): void {
-    this.staleWatches++;
-    this.watchedStep = undefined;
+    this.more().staleWatches++;
   }
 
   // ---- the loop ---------------------------------------------------------------------
@@ -432,24 +476,24 @@ export class ChainRun<Data> implements StepHost {
   private backward(): boolean {
     const cold = this.more();
     if (cold.halted) return this.stopHalted();
-    let j = this.rbIndex;
+    let j = cold.rbIndex;
     let flow: Flow<Data> | undefined;
     for (;;) {
       if (j < 0 || cold.skipRest) {
         this.phase = FINISHING;
         return true;
       }
-      const s = this.status[j];
+      const s = this.slots[2 * j];
       flow = this.flows[j];
       if ((s === Status.DONE || s === Status.FAILED) && flow?.rollback !== undefined) break;
       j--;
-      this.rbIndex = j;
+      cold.rbIndex = j;
     }
     this.hooks?.beforeStep?.(this as ChainRun<unknown>, j);
-    this.rbTimes ??= filled(this.n, Number.NaN);
+    cold.rbTimes ??= filled(this.n, Number.NaN);
     const step = new RollbackStep(this, j);
     this.current = step;
-    this.status[j] = Status.ROLLING_BACK;
+    this.slots[2 * j] = Status.ROLLING_BACK;
     if (this.listening()) this.chain.emitSafe('rollback:start', this.nameOf(j), j);
     let result: unknown;
     try {
@@ -478,25 +522,47 @@ export class ChainRun<Data> implements StepHost {
    * steps fall back to reactions of their own.
    */
   private watch(step: FlowStep | RollbackStep, result: PromiseLike<unknown>): void {
-    if (this.staleWatches !== 0) {
+    const cold = this.cold;
+    if (cold !== undefined && cold.staleWatches !== 0) {
       step.watch(result);
       return;
     }
     step.watchedByRun();
-    this.watchedStep = step;
+    // Bound methods, not arrow functions: no closure context, so less memory per run.
     result.then(
-      (this.onWatchFulfilled ??= () => this.watchSettled(true, undefined)),
-      (this.onWatchRejected ??= (error: unknown) => this.watchSettled(false, error)),
+      (this.onWatchFulfilled ??= this.watchFulfilled.bind(this)),
+      (this.onWatchRejected ??= this.watchRejected.bind(this)),
     );
   }
 
+  private watchFulfilled(): void {
+    this.watchSettled(true, undefined);
+  }
+
+  private watchRejected(error: unknown): void {
+    this.watchSettled(false, error);
+  }
+
   private watchSettled(ok: boolean, error: unknown): void {
-    if (this.staleWatches !== 0) {
-      this.staleWatches--;
+    const cold = this.cold;
+    if (cold !== undefined && cold.staleWatches !== 0) {
+      cold.staleWatches--;
       return;
     }
-    const step = this.watchedStep as FlowStep | RollbackStep;
-    this.watchedStep = undefined;
+    // No followed promise is stale, so this is the current step's.
+    const step = this.current as FlowStep | RollbackStep;
+    if (ok && cold === undefined && this.hooks === undefined && step instanceof FlowStep) {
+      // The common case, inlined: a forward flow's promise fulfilled, nothing else to do.
+      step.state = COMPLETED;
+      const i = step.index;
+      this.current = undefined;
+      this.slots[2 * i + 1] = this.stamp();
+      this.slots[2 * i] = Status.DONE;
+      this.index = i + 1;
+      if (this.listening()) this.chain.emitSafe('flow:done', this.nameOf(i), i);
+      this.drive();
+      return;
+    }
     step.settleWatched(ok, error);
   }
 
@@ -505,11 +571,11 @@ export class ChainRun<Data> implements StepHost {
   flowSettled(step: FlowStep, ok: boolean, error: unknown): void {
     const i = step.index;
     this.current = undefined;
-    this.times[i] = this.stamp();
+    this.slots[2 * i + 1] = this.stamp();
     const cold = this.cold;
     if (ok && cold === undefined && this.hooks === undefined) {
       // The common case: a flow completed, nothing to check or record beyond its outcome.
-      this.status[i] = Status.DONE;
+      this.slots[2 * i] = Status.DONE;
       this.index = i + 1;
       if (this.listening()) this.chain.emitSafe('flow:done', this.nameOf(i), i);
       if (!this.driving) this.drive();
@@ -517,7 +583,7 @@ export class ChainRun<Data> implements StepHost {
     }
     if (cold !== undefined && cold.halted && !ok) {
       // Interrupted, not failed: the flow is in doubt and runs again when the job resumes.
-      this.status[i] = Status.NOT_RUN;
+      this.slots[2 * i] = Status.NOT_RUN;
       this.resume();
       return;
     }
@@ -532,12 +598,12 @@ export class ChainRun<Data> implements StepHost {
     }
     const emitting = this.listening();
     if (ok) {
-      this.status[i] = Status.DONE;
+      this.slots[2 * i] = Status.DONE;
       if (emitting) this.chain.emitSafe('flow:done', this.nameOf(i), i);
       if (cold !== undefined && cold.canceled) this.failAt(i, this.canceledError());
       else this.index = i + 1;
     } else {
-      this.status[i] = Status.FAILED;
+      this.slots[2 * i] = Status.FAILED;
       this.more().flowErrors[i] = error;
       if (emitting) this.chain.emitSafe('flow:fail', this.nameOf(i), i, error);
       // A timed-out step settles with its own FLOW_TIMEOUT error, which already names the flow.
@@ -555,19 +621,19 @@ export class ChainRun<Data> implements StepHost {
   rollbackSettled(step: RollbackStep, ok: boolean, error: unknown): void {
     const j = step.index;
     this.current = undefined;
-    (this.rbTimes as number[])[j] = this.stamp();
     const cold = this.more();
+    (cold.rbTimes as number[])[j] = this.stamp();
     if (cold.halted && !ok) {
       // Interrupted: this rollback is in doubt and runs again when the job resumes.
-      this.status[j] = j in cold.flowErrors ? Status.FAILED : Status.DONE;
+      this.slots[2 * j] = j in cold.flowErrors ? Status.FAILED : Status.DONE;
       this.resume();
       return;
     }
     if (ok) {
-      this.status[j] = Status.ROLLED_BACK;
+      this.slots[2 * j] = Status.ROLLED_BACK;
       if (this.listening()) this.chain.emitSafe('rollback:done', this.nameOf(j), j);
     } else {
-      this.status[j] = Status.ROLLBACK_FAILED;
+      this.slots[2 * j] = Status.ROLLBACK_FAILED;
       const failure = new FlowChainError(
         FlowChainErrorCode.ROLLBACK_FAILED,
         `Rollback of flow ${JSON.stringify(this.locationOf(j))} failed: ${describeThrown(error).replace(/\.$/, '')}. Unwinding went on with the previous flow.`,
@@ -577,7 +643,7 @@ export class ChainRun<Data> implements StepHost {
       (this.error as FlowChainError).rollbackErrors.push(failure);
       if (this.listening()) this.chain.emitSafe('rollback:fail', this.nameOf(j), j, failure);
     }
-    this.rbIndex = j - 1;
+    cold.rbIndex = j - 1;
     this.continue(j);
   }
 
@@ -611,7 +677,7 @@ export class ChainRun<Data> implements StepHost {
     const cold = this.more();
     this.phase = ENDED;
     cold.detach?.();
-    this.reject(cold.haltReason as FlowChainError);
+    this.failWith(cold.haltReason as FlowChainError);
     return false;
   }
 
@@ -619,7 +685,7 @@ export class ChainRun<Data> implements StepHost {
     // A durable run whose checkpoint write failed must not run on from unrecorded state.
     this.phase = ENDED;
     this.cold?.detach?.();
-    this.reject(
+    this.failWith(
       error instanceof FlowChainError
         ? error
         : new FlowChainError(FlowChainErrorCode.STORE_FAILURE, `Checkpoint failed: ${describeThrown(error)}`, {
@@ -629,8 +695,8 @@ export class ChainRun<Data> implements StepHost {
   }
 
   private skipped(i: number): boolean {
-    this.status[i] = Status.SKIPPED;
-    this.times[i] = this.stamp();
+    this.slots[2 * i] = Status.SKIPPED;
+    this.slots[2 * i + 1] = this.stamp();
     this.stage = STAGE_PRECHECK;
     this.index = i + 1;
     if (this.listening()) this.chain.emitSafe('flow:skip', this.nameOf(i), i);
@@ -666,11 +732,11 @@ export class ChainRun<Data> implements StepHost {
   }
 
   private failAt(index: number, error: FlowChainError): boolean {
-    this.more().rollbackBegan = this.clock();
+    this.more().rollbackBegan = this.stamp();
     this.error = error;
     this.stage = STAGE_PRECHECK;
     this.phase = ROLLBACK;
-    this.rbIndex = this.chain.options.noRollback ? -1 : index;
+    this.more().rbIndex = this.chain.options.noRollback ? -1 : index;
     return true;
   }
 
@@ -728,12 +794,12 @@ export class ChainRun<Data> implements StepHost {
   private end(): void {
     const error = this.error;
     if (error !== undefined) {
-      this.reject(error);
+      this.failWith(error);
       return;
     }
     const failed = this.cold?.handlerError;
     if (failed !== undefined) {
-      this.reject(
+      this.failWith(
         new FlowChainError(
           FlowChainErrorCode.HANDLER_FAILED,
           `Every flow of chain ${JSON.stringify(this.chain.name)} completed, but its ${failed.handler} handler threw: ${describeThrown(failed.error)}.`,
@@ -742,7 +808,15 @@ export class ChainRun<Data> implements StepHost {
       );
       return;
     }
-    this.resolve(this.data);
+    const settle = this.settle;
+    if (typeof settle === 'function') settle(this.data);
+    else settle.next();
+  }
+
+  private failWith(error: FlowChainError): void {
+    const settle = this.settle;
+    if (typeof settle === 'function') settle(new Rejection<Data>(error));
+    else settle.fail(error);
   }
 
   // ---- errors -----------------------------------------------------------------------
@@ -793,12 +867,12 @@ export class ChainRun<Data> implements StepHost {
   }
 
   private restore(resume: RunResume): void {
-    for (let i = 0; i < this.n; i++) this.status[i] = resume.status[i] ?? Status.NOT_RUN;
+    for (let i = 0; i < this.n; i++) this.slots[2 * i] = resume.status[i] ?? Status.NOT_RUN;
     this.index = resume.index;
     if (resume.phase === 'rollback') {
       this.error = resume.error;
       this.phase = ROLLBACK;
-      this.rbIndex = resume.index;
+      this.more().rbIndex = resume.index;
     }
   }
 
@@ -816,6 +890,11 @@ export class ChainRun<Data> implements StepHost {
       haltReason: undefined,
       skipRest: false,
       rollbackBegan: undefined,
+      staleWatches: 0,
+      rbIndex: -1,
+      rbTimes: undefined,
+      inheritedTimeoutMs: undefined,
+      inheritedRollbackTimeoutMs: undefined,
       flowErrors: [],
       rollbackFailures: [],
       children: [],
@@ -828,8 +907,10 @@ export class ChainRun<Data> implements StepHost {
    * would return anyway) instead of reading the clock; `preciseTiming` always reads it.
    */
   private stamp(): number {
-    if (this.driving && this.clock === now) return this.lastStamp;
-    return (this.lastStamp = this.clock());
+    const last = 2 * this.n + 1;
+    const precise = this.chain.options.preciseTiming;
+    if (this.driving && !precise) return this.slots[last] as number;
+    return (this.slots[last] = precise ? preciseNow() : now());
   }
 
   private listening(): boolean {
@@ -843,6 +924,19 @@ function filled(n: number, value: number): number[] {
   const array = new Array<number>(n);
   for (let i = 0; i < n; i++) array[i] = value;
   return array;
+}
+
+/** A thenable that rejects: resolving a promise with it rejects that promise. */
+class Rejection<Data> implements PromiseLike<Data> {
+  constructor(private readonly error: FlowChainError) {}
+
+  then<Fulfilled = Data, Rejected = never>(
+    _onFulfilled?: ((value: Data) => Fulfilled | PromiseLike<Fulfilled>) | null,
+    onRejected?: ((reason: unknown) => Rejected | PromiseLike<Rejected>) | null,
+  ): PromiseLike<Fulfilled | Rejected> {
+    onRejected?.(this.error);
+    return this as unknown as PromiseLike<Fulfilled | Rejected>;
+  }
 }
 
 function silence(result: PromiseLike<unknown>): void {

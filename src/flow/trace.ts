@@ -70,12 +70,12 @@ export function buildTrace<Data>(run: ChainRun<Data> | undefined, flows: readonl
   let previous = run?.startedAt ?? Number.NaN;
   for (let i = 0; i < flows.length; i++) {
     const name = flows[i]?.name ?? `#${i + 1}`;
-    const status = run === undefined ? Status.NOT_RUN : run.runningIndex === i ? Status.RUNNING : (run.status[i] ?? Status.NOT_RUN);
+    const status = run === undefined ? Status.NOT_RUN : run.runningIndex === i ? Status.RUNNING : (run.statusOf(i));
     if (run === undefined || status === Status.NOT_RUN) {
       entries.push({ name, index: i, outcome: 'notRun', startedAt: undefined, durationMs: undefined, failed: false });
       continue;
     }
-    const end = run.times[i] ?? Number.NaN;
+    const end = run.timeOf(i);
     const { failed, error } = run.failureOf(i);
     const entry: FlowTraceEntry = {
       name,
@@ -97,13 +97,12 @@ export function buildTrace<Data>(run: ChainRun<Data> | undefined, flows: readonl
     entries.push(entry);
   }
   // Rollbacks run from the highest index down, each starting when the previous one ended.
-  const rbTimes = run?.rbTimes;
-  if (run !== undefined && rbTimes !== undefined) {
+  if (run !== undefined && run.rollbackBegan !== undefined) {
     let rbPrevious = run.rollbackBegan ?? previous;
     for (let j = entries.length - 1; j >= 0; j--) {
       const entry = entries[j] as FlowTraceEntry;
-      const end = rbTimes[j] ?? Number.NaN;
-      const rolling = run.status[j] === Status.ROLLING_BACK;
+      const end = run.rollbackTimeOf(j);
+      const rolling = run.statusOf(j) === Status.ROLLING_BACK;
       if (Number.isNaN(end) && !rolling) continue;
       entry.rollbackStartedAt = rbPrevious;
       if (!Number.isNaN(end)) {

@@ -18,8 +18,8 @@ export interface StepHost {
 
 /** Running; nothing watched, or its promise followed by its own reactions. @internal */
 export const PENDING = 0;
-/** Completed by the flow (explicitly or through its promise). */
-const COMPLETED = 1;
+/** Completed by the flow (explicitly or through its promise). @internal */
+export const COMPLETED = 1;
 /** Timed out, or abandoned because the chain moved on; late completions are ignored. */
 const ABANDONED = 2;
 /** Running, its promise followed by the run's shared reactions (see ChainRun.watch). */

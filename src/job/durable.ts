@@ -113,7 +113,7 @@ export async function runDurable(
     },
     afterStep: async (run, index) => {
       const name = names[index] as string;
-      const status = run.status[index];
+      const status = run.statusOf(index);
       const phase = status === Status.ROLLED_BACK || status === Status.ROLLBACK_FAILED ? 'rollback' : 'flow';
       faultPoint(`${phase}:after:${name}`);
       const text = JSON.stringify(checkpointOf(run, names, attempt));
