@@ -194,7 +194,7 @@ export interface JobStore {
   getJob(uuid: string): Promise<StoredJob | undefined>;
   /** Compare-and-set write; returns the record with `version` incremented. */
   updateJob(uuid: string, condition: JobWriteCondition, changes: JobChanges): Promise<StoredJob>;
-  /** Deletes a job, its checkpoint and its progress; compare-and-set on `version`. */
+  /** Deletes a job, its checkpoint and all its progress reports (of every run); compare-and-set on `version`. */
   deleteJob(uuid: string, condition: JobWriteCondition): Promise<void>;
   /** Jobs matching the query. */
   queryJobs(query: JobQuery): Promise<StoredJob[]>;

@@ -172,7 +172,11 @@ export class MemoryJobStore implements JobStore {
     if (entry === undefined) throw notFound(uuid);
     checkCondition(entry.job, condition);
     const { checkpoint, ...fields } = changes;
-    const next: StoredJob = { ...entry.job, ...fields, uuid, version: entry.job.version + 1 };
+    const next: StoredJob = { ...entry.job, uuid, version: entry.job.version + 1 };
+    // A change given as undefined leaves the field alone, as the SQL stores do.
+    for (const [key, value] of Object.entries(fields)) {
+      if (value !== undefined && key !== 'uuid' && key !== 'version') (next as unknown as Record<string, unknown>)[key] = value;
+    }
     entry.job = next;
     if (checkpoint !== undefined) entry.checkpoint = checkpoint === null ? undefined : checkpoint;
     this.changed(next);
@@ -186,7 +190,12 @@ export class MemoryJobStore implements JobStore {
     if (entry === undefined) throw notFound(uuid);
     checkCondition(entry.job, condition);
     this.jobs.delete(uuid);
-    this.progress.delete(entry.job.apiId);
+    // Every report of the job goes, under its current apiId and those of earlier runs.
+    for (const [apiId, list] of this.progress) {
+      const kept = list.filter((report) => report.jobUuid !== uuid);
+      if (kept.length === 0) this.progress.delete(apiId);
+      else if (kept.length !== list.length) this.progress.set(apiId, kept);
+    }
     this.changed(entry.job);
     await this.after('deleteJob');
   }

@@ -59,6 +59,7 @@ const MIGRATIONS: ReadonlyArray<(schema: string) => string[]> = [
       report_time text COLLATE "C" NOT NULL
     )`,
     `CREATE INDEX progress_api_id ON ${s}.progress (api_id, id)`,
+    `CREATE INDEX progress_job_uuid ON ${s}.progress (job_uuid)`,
     `CREATE TABLE ${s}.nodes (
       incarnation  text COLLATE "C" PRIMARY KEY,
       node_id      text COLLATE "C" NOT NULL,

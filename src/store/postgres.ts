@@ -147,7 +147,7 @@ export class PostgresJobStore implements JobStore {
       // One statement: the job (with its checkpoint column) and its progress go together.
       const result = await pool.query(
         `WITH deleted AS (DELETE FROM ${this.jobsTable} WHERE ${fence} RETURNING ${JOB_SELECT}),
-              progress AS (DELETE FROM ${this.progressTable} WHERE api_id IN (SELECT api_id FROM deleted))
+              progress AS (DELETE FROM ${this.progressTable} WHERE job_uuid IN (SELECT uuid FROM deleted))
          SELECT uuid, ${NOTIFY_ITEM} FROM deleted`,
         params.values,
       );

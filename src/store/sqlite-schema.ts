@@ -55,6 +55,7 @@ const MIGRATIONS: readonly string[] = [
     time     TEXT NOT NULL
   );
   CREATE INDEX flowchain_progress_api_id ON flowchain_progress (api_id, seq);
+  CREATE INDEX flowchain_progress_job_uuid ON flowchain_progress (job_uuid);
 
   CREATE TABLE flowchain_nodes (
     incarnation     TEXT PRIMARY KEY NOT NULL,

@@ -233,7 +233,7 @@ export class SqliteJobStore implements JobStore {
         ) as JobRow[];
         if (rows.length !== 1) throw versionConflict(uuid, condition.version, undefined);
         const job = toStoredJob(rows[0] as JobRow);
-        this.sql('DELETE FROM flowchain_progress WHERE api_id = ?').run(job.apiId);
+        this.sql('DELETE FROM flowchain_progress WHERE job_uuid = ?').run(job.uuid);
         return job;
       });
       this.changed([deleted]);

@@ -179,17 +179,27 @@ export function describeJobStoreContract<Store extends JobStore>(
     });
 
     runner.describe('delete', () => {
-      test('removes the job, its checkpoint and its progress', async (store) => {
+      test('removes the job, its checkpoint and its progress (of every run)', async (store) => {
         const job = makeStoredJob({ state: 'Succeeded', incarnation: null });
+        const earlierApiId = newUuid();
+        const other = makeStoredJob({ apiId: earlierApiId });
         await store.createJob(job);
+        await store.createJob(other);
         await store.updateJob(job.uuid, { version: 1 }, { checkpoint: '{"x":1}' });
         await store.appendProgress({ apiId: job.apiId, jobUuid: job.uuid, percent: 10, detail: null, time: job.createDate });
+        // A report from before a rerun (another apiId), and one of another job under that apiId.
+        await store.appendProgress({ apiId: earlierApiId, jobUuid: job.uuid, percent: 100, detail: null, time: job.createDate });
+        await store.appendProgress({ apiId: earlierApiId, jobUuid: other.uuid, percent: 5, detail: null, time: job.createDate });
         await expectCode(store.deleteJob(job.uuid, { version: 1 }), 'STORE_CONFLICT');
         assert.notEqual(await store.getJob(job.uuid), undefined);
         await store.deleteJob(job.uuid, { version: 2 });
         assert.equal(await store.getJob(job.uuid), undefined);
         assert.equal(await store.getCheckpoint(job.uuid), undefined);
         assert.deepEqual(await store.listProgress(job.apiId), []);
+        assert.deepEqual(
+          (await store.listProgress(earlierApiId)).map((p) => p.jobUuid),
+          [other.uuid],
+        );
         await expectCode(store.deleteJob(job.uuid, { version: 2 }), 'JOB_NOT_FOUND');
       });
     });
