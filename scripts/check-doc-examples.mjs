@@ -52,6 +52,13 @@ for (const file of walk(join(root, 'src'))) {
   }
 }
 
+// The README's TypeScript snippets too: they are what a reader copies first.
+const readme = readFileSync(join(root, 'README.md'), 'utf8');
+for (const block of readme.matchAll(/```ts\n([\s\S]*?)```/g)) {
+  count++;
+  writeFileSync(join(out, `README_${count}.ts`), `${block[1]}\nexport {};\n`);
+}
+
 writeFileSync(
   join(out, 'tsconfig.json'),
   JSON.stringify(
