@@ -1,4 +1,5 @@
 import { invalidArgument } from '../errors.js';
+import { JOB_COLUMNS } from './columns.js';
 import { FINAL_LONG_JOB_STATES } from '../job/states.js';
 import type { JobChanges, JobGroupField, JobQuery, JobSortField, StoredJob } from './contract.js';
 import { DATE_FIELDS, EQUALITY_FIELDS, checkGroupField } from './query.js';
@@ -9,26 +10,7 @@ import { DATE_FIELDS, EQUALITY_FIELDS, checkGroupField } from './query.js';
  * fixed maps below or from the validated schema name.
  */
 
-/** Column of each StoredJob field. @internal */
-export const JOB_COLUMNS = {
-  uuid: 'uuid',
-  name: 'name',
-  description: 'description',
-  jobName: 'job_name',
-  jobData: 'job_data',
-  jobResult: 'job_result',
-  managementNodeUuid: 'management_node_uuid',
-  apiId: 'api_id',
-  targetResourceUuid: 'target_resource_uuid',
-  state: 'state',
-  createDate: 'create_date',
-  lastOpDate: 'last_op_date',
-  executeTime: 'execute_time',
-  version: 'version',
-  incarnation: 'incarnation',
-  epoch: 'epoch',
-  takeovers: 'takeovers',
-} as const satisfies Record<keyof StoredJob, string>;
+export { JOB_COLUMNS };
 
 type JobField = keyof typeof JOB_COLUMNS;
 

@@ -1,21 +1,13 @@
 import { invalidArgument } from '../errors.js';
+import { LONG_JOB_FIELDS } from '../job/record.js';
 import { LONG_JOB_STATES } from '../job/states.js';
 import type { JobGroupField, JobQuery, JobSortField, StoredJob } from './contract.js';
 
-/** Fields a query may filter by equality (a value or an array of values). @internal */
-export const EQUALITY_FIELDS = [
-  'uuid',
-  'name',
-  'description',
-  'jobName',
-  'jobData',
-  'jobResult',
-  'managementNodeUuid',
-  'apiId',
-  'targetResourceUuid',
-  'state',
-  'executeTime',
-] as const;
+/** Fields a query may filter by equality (a value or an array of values): every inventory field but the dates and the version. @internal */
+export const EQUALITY_FIELDS = LONG_JOB_FIELDS.filter(
+  (field): field is Exclude<(typeof LONG_JOB_FIELDS)[number], 'createDate' | 'lastOpDate' | 'version'> =>
+    field !== 'createDate' && field !== 'lastOpDate' && field !== 'version',
+);
 
 /** Fields a query may filter by date range. @internal */
 export const DATE_FIELDS = ['createDate', 'lastOpDate'] as const;

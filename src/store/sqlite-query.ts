@@ -1,4 +1,5 @@
 import { FINAL_LONG_JOB_STATES } from '../job/states.js';
+import { JOB_COLUMNS } from './columns.js';
 import type { JobQuery, NodeRecord, StoredJob } from './contract.js';
 import { DATE_FIELDS, EQUALITY_FIELDS } from './query.js';
 
@@ -7,26 +8,7 @@ import { DATE_FIELDS, EQUALITY_FIELDS } from './query.js';
  * translation of a JobQuery into WHERE / ORDER BY / LIMIT with the memory store's semantics.
  */
 
-/** Each stored-job field and its column. @internal */
-export const JOB_COLUMNS = {
-  uuid: 'uuid',
-  name: 'name',
-  description: 'description',
-  jobName: 'job_name',
-  jobData: 'job_data',
-  jobResult: 'job_result',
-  managementNodeUuid: 'management_node_uuid',
-  apiId: 'api_id',
-  targetResourceUuid: 'target_resource_uuid',
-  state: 'state',
-  createDate: 'create_date',
-  lastOpDate: 'last_op_date',
-  executeTime: 'execute_time',
-  version: 'version',
-  incarnation: 'incarnation',
-  epoch: 'epoch',
-  takeovers: 'takeovers',
-} as const satisfies Record<keyof StoredJob, string>;
+export { JOB_COLUMNS };
 
 /** A job row as SQLite returns it: anything may be in it (S4), so every value is unknown. @internal */
 export type JobRow = Record<(typeof JOB_COLUMNS)[keyof StoredJob], unknown>;
