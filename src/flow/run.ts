@@ -571,7 +571,9 @@ export class ChainRun<Data> implements StepHost {
   flowSettled(step: FlowStep, ok: boolean, error: unknown): void {
     const i = step.index;
     this.current = undefined;
-    this.slots[2 * i + 1] = this.stamp();
+    // An outcome that arrives while the loop runs came in the previous boundary's turn: its
+    // time stays NaN and the trace reads it as that boundary's (see stamp()).
+    if (!this.driving || this.chain.options.preciseTiming) this.slots[2 * i + 1] = this.stamp();
     const cold = this.cold;
     if (ok && cold === undefined && this.hooks === undefined) {
       // The common case: a flow completed, nothing to check or record beyond its outcome.

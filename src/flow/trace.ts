@@ -75,7 +75,9 @@ export function buildTrace<Data>(run: ChainRun<Data> | undefined, flows: readonl
       entries.push({ name, index: i, outcome: 'notRun', startedAt: undefined, durationMs: undefined, failed: false });
       continue;
     }
-    const end = run.timeOf(i);
+    // A flow that ended in the turn it started in has no time of its own: it ended at its start.
+    const running = status === Status.RUNNING;
+    const end = running ? Number.NaN : Number.isNaN(run.timeOf(i)) ? previous : run.timeOf(i);
     const { failed, error } = run.failureOf(i);
     const entry: FlowTraceEntry = {
       name,
