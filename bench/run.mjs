@@ -5,11 +5,12 @@
 //   npm run bench -- --quick       under a minute; fewer rounds, S3 1M only for some libraries
 //   npm run bench -- --smoke       harness smoke test for CI: tiny sizes, verifies results,
 //                                  exits 1 on a wrong answer, asserts nothing about speed
-//   options: --only=S1,S3  --libs=flowchain,node-sagas  --rounds=N  --out=path.json
+//   options: --only=S1,S3,P4  --libs=flowchain,node-sagas  --rounds=N  --out=path.json
 //
 // Scenarios are the modules in bench/scenarios/ (see bench/README.md to add one). Results:
 // one table on stdout (medians, and every library's cost ratio to baseline-async, the
-// hand-written limit), the same as JSON in bench/results/latest.json. Progress goes to stderr.
+// hand-written limit; P4, the job stores, in a table of its own with raw numbers), the
+// same as JSON in bench/results/latest.json. Progress goes to stderr.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -18,7 +19,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ADAPTERS, BASELINE, distUnderTest, ROOT } from './lib/adapters.mjs';
 import { snapshotDist } from './lib/snapshot.mjs';
-import { formatTable } from './lib/table.mjs';
+import { formatTables } from './lib/table.mjs';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 
@@ -41,7 +42,7 @@ function parseArgs(argv) {
     else if (arg.startsWith('--rounds=')) args.rounds = Number(arg.slice(9));
     else if (arg.startsWith('--out=')) args.out = arg.slice(6);
     else if (arg === '--help' || arg === '-h') {
-      console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 12).join('\n'));
+      console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 13).join('\n'));
       process.exit(0);
     } else {
       console.error(`unknown option ${arg} (try --help)`);
@@ -144,6 +145,8 @@ async function main() {
 
   const meta = metadata(args, settings, source);
   const failures = [];
+  const warnings = [];
+  const notes = [];
   const modules = new Map();
   const log = (message) => process.stderr.write(`${message}\n`);
   const env = {
@@ -160,6 +163,15 @@ async function main() {
     /** Records a wrong answer (or a FlowChain crash): the run then exits 1. Never for speed. */
     fail(library, scenario, problem) {
       failures.push({ library, scenario, problem });
+    },
+    /** Something the reader must not miss (e.g. cells skipped): on stderr now, and again under the table. */
+    warn(message) {
+      warnings.push(message);
+      log(`WARNING: ${message}`);
+    },
+    /** A line explaining a scenario's cells, printed under the tables. */
+    note(message) {
+      notes.push(message);
     },
   };
 
@@ -185,19 +197,26 @@ async function main() {
     rollsBackFailingFlow: a.rollsBackFailing,
     notes: a.notes,
   }));
-  const table = formatTable(rows, libraries);
+  const tables = formatTables(rows, libraries);
   const header = `flowchain bench — ${args.mode} — node ${meta.node} (V8 ${meta.v8}) — ${meta.cpu}, ${meta.cores} cores, ${meta.memoryGiB} GiB — load avg ${meta.loadAverageStart.join('/')} → ${meta.loadAverageEnd.join('/')} — ${meta.durationSeconds} s`;
-  console.log(`\n${header}\n\n${table}`);
-  console.log('\nx = cost relative to baseline-async in the same run (for chains/s: baseline / value); 1.00x is the limit, higher is worse.');
-  console.log('* = also runs the failing flow\'s own rollback, first (flowchain by spec F4; node-sagas by design): 1 more rollback than the baseline.');
-  console.log('S3 cells: median time (x) and peak RSS; S4: heap bytes per in-flight chain after gc, and total ms (start → all parked, plus drain).');
+  console.log(`\n${header}`);
+  const mainTable = tables.find((t) => t.title === undefined);
+  if (mainTable !== undefined) {
+    console.log(`\n${mainTable.text}`);
+    console.log('\nx = cost relative to baseline-async in the same run (for chains/s: baseline / value); 1.00x is the limit, higher is worse.');
+    console.log('* = also runs the failing flow\'s own rollback, first (flowchain by spec F4; node-sagas by design): 1 more rollback than the baseline.');
+    console.log('S3 cells: median time (x) and peak RSS; S4: heap bytes per in-flight chain after gc, and total ms (start → all parked, plus drain).');
+  }
+  for (const table of tables.filter((t) => t.title !== undefined)) console.log(`\n${table.title}\n\n${table.text}`);
+  if (notes.length > 0) console.log(`\n${notes.join('\n')}`);
+  for (const warning of warnings) console.log(`\nWARNING: ${warning}`);
   console.log('\nLibraries:');
   for (const lib of libraries) console.log(`- ${lib.name} ${lib.version}: ${lib.notes}`);
 
   const out = args.out ?? join(BENCH, 'results', args.mode === 'smoke' ? 'smoke.tmp.json' : 'latest.json');
   mkdirSync(dirname(out), { recursive: true });
-  const clean = rows.map(({ cell, cellSuffix, hidden, ...row }) => row);
-  writeFileSync(out, `${JSON.stringify({ metadata: { ...meta, failures }, libraries, rows: clean }, null, 2)}\n`);
+  const clean = rows.map(({ cell, cellSuffix, hidden, table, ...row }) => row);
+  writeFileSync(out, `${JSON.stringify({ metadata: { ...meta, failures, warnings, notes }, libraries, rows: clean }, null, 2)}\n`);
   console.log(`\nJSON: ${relative(process.cwd(), out)}`);
 
   if (failures.length > 0) {

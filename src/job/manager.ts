@@ -99,7 +99,7 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
   private readonly kinds = new Map<string, ResolvedKind>();
   private readonly executions = new Map<string, Execution>();
   private readonly queues = new Map<string, Promise<unknown>>();
-  private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly waiters = new Map<string, Set<(job?: StoredJob) => void>>();
   private readonly core: ManagerCore;
   private readonly liveness: Liveness;
   private status: 'idle' | 'starting' | 'running' | 'stopping' | 'stopped' = 'idle';
@@ -395,7 +395,11 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
           reading = false;
         }
       };
-      const wake = (): void => void check();
+      const wake = (job?: StoredJob): void => {
+        // A write made here hands over the record: no need to read it back.
+        if (job !== undefined && isFinalState(job.state)) finish(undefined, toLongJob(job));
+        else void check();
+      };
       let set = this.waiters.get(uuid);
       if (set === undefined) this.waiters.set(uuid, (set = new Set()));
       set.add(wake);
@@ -403,11 +407,15 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
         set.delete(wake);
         if (set.size === 0 && this.waiters.get(uuid) === set) this.waiters.delete(uuid);
       });
-      const unsubscribe = this.store.subscribe?.((change) => {
-        if (change.uuid === uuid) wake();
-      });
-      if (unsubscribe !== undefined) cleanups.push(unsubscribe);
-      const poll = setInterval(wake, this.options.pollIntervalMs);
+      // A running manager already follows the store's notifications and wakes waiters by
+      // uuid; a waiter on a manager that is not running follows them itself.
+      if (this.status !== 'running' && this.status !== 'stopping') {
+        const unsubscribe = this.store.subscribe?.((change) => {
+          if (change.uuid === uuid) wake();
+        });
+        if (unsubscribe !== undefined) cleanups.push(unsubscribe);
+      }
+      const poll = setInterval(() => wake(), this.options.pollIntervalMs);
       cleanups.push(() => clearInterval(poll));
       if (options.timeoutMs !== undefined) {
         const ms = options.timeoutMs;
@@ -453,12 +461,12 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
 
   private published(job: StoredJob, previous: LongJobState | null): void {
     if (previous !== job.state) this.emitSafe('job:state', toLongJob(job), previous);
-    this.wake(job.uuid);
+    this.wake(job.uuid, job);
   }
 
-  private wake(uuid: string): void {
+  private wake(uuid: string, job?: StoredJob): void {
     const set = this.waiters.get(uuid);
-    if (set !== undefined) for (const wake of [...set]) wake();
+    if (set !== undefined) for (const wake of [...set]) wake(job);
   }
 
   private reportError(error: unknown, context: string): void {
