@@ -569,14 +569,27 @@ export class ChainRun<Data> implements StepHost {
   // ---- outcomes ---------------------------------------------------------------------
 
   flowSettled(step: FlowStep, ok: boolean, error: unknown): void {
+    // Small on purpose, so that V8 inlines it into next(): the common case is a flow that
+    // completed synchronously with nothing else to check or record.
+    if (ok && this.driving && this.cold === undefined && this.hooks === undefined && !this.listening()) {
+      const i = step.index;
+      this.current = undefined;
+      // Synchronous: the outcome came in the previous boundary's turn; its time stays NaN and
+      // the trace reads it as that boundary's (see stamp()).
+      if (this.chain.options.preciseTiming) this.slots[2 * i + 1] = this.stamp();
+      this.slots[2 * i] = Status.DONE;
+      this.index = i + 1;
+      return;
+    }
+    this.flowSettledSlow(step, ok, error);
+  }
+
+  private flowSettledSlow(step: FlowStep, ok: boolean, error: unknown): void {
     const i = step.index;
     this.current = undefined;
-    // An outcome that arrives while the loop runs came in the previous boundary's turn: its
-    // time stays NaN and the trace reads it as that boundary's (see stamp()).
     if (!this.driving || this.chain.options.preciseTiming) this.slots[2 * i + 1] = this.stamp();
     const cold = this.cold;
     if (ok && cold === undefined && this.hooks === undefined) {
-      // The common case: a flow completed, nothing to check or record beyond its outcome.
       this.slots[2 * i] = Status.DONE;
       this.index = i + 1;
       if (this.listening()) this.chain.emitSafe('flow:done', this.nameOf(i), i);
