@@ -73,6 +73,10 @@ export interface RunResume {
   phase: 'forward' | 'rollback';
   index: number;
   error?: FlowChainError;
+  /** The first setError() of the run so far. */
+  setError?: { index: number; error: unknown };
+  /** skipRestRollbacks() was called. */
+  skipRest?: boolean;
 }
 
 /** The state a run rarely needs, made on first use. */
@@ -330,12 +334,21 @@ export class ChainRun<Data> implements StepHost {
   }
 
   /** Where the run stands, for a checkpoint. */
-  snapshot(): { status: number[]; phase: 'forward' | 'rollback'; index: number } {
+  snapshot(): {
+    status: number[];
+    phase: 'forward' | 'rollback';
+    index: number;
+    setError: { index: number; error: unknown } | undefined;
+    skipRest: boolean;
+  } {
     const rollingBack = this.phase === ROLLBACK || (this.phase !== FORWARD && this.error !== undefined);
+    const cold = this.cold;
     return {
-      status: this.status.slice(),
+      status: this.status,
       phase: rollingBack ? 'rollback' : 'forward',
-      index: rollingBack ? (this.cold?.rbIndex ?? -1) : this.index,
+      index: rollingBack ? (cold?.rbIndex ?? -1) : this.index,
+      setError: cold !== undefined && cold.setErrorIndex >= 0 ? { index: cold.setErrorIndex, error: cold.setErrorValue } : undefined,
+      skipRest: cold?.skipRest ?? false,
     };
   }
 
@@ -884,6 +897,8 @@ export class ChainRun<Data> implements StepHost {
   private restore(resume: RunResume): void {
     for (let i = 0; i < this.n; i++) this.slots[2 * i] = resume.status[i] ?? Status.NOT_RUN;
     this.index = resume.index;
+    if (resume.setError !== undefined) this.recordSetError(resume.setError.index, resume.setError.error);
+    if (resume.skipRest === true) this.more().skipRest = true;
     if (resume.phase === 'rollback') {
       this.error = resume.error;
       this.phase = ROLLBACK;

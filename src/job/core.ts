@@ -1,4 +1,4 @@
-import type { FlowChainError } from '../errors.js';
+import type { FlowChainError, FlowChainErrorCode } from '../errors.js';
 import type { JobStore, ProgressEntry, StoredJob } from '../store/contract.js';
 import type { Execution } from './execution.js';
 import type { ResolvedKind } from './kind.js';
@@ -80,6 +80,10 @@ export interface ManagerCore {
   serial<Result>(uuid: string, fn: () => Promise<Result>): Promise<Result>;
   /** Publishes a state change: the event, and wakes `waitFor` callers. */
   published(job: StoredJob, previous: LongJobState | null): void;
-  /** Reports a background failure. */
-  reportError(error: unknown, context: string): void;
+  /** Reports a background failure (wrapped as `code` when it is not a FlowChainError). */
+  reportError(error: unknown, context: string, code?: FlowChainErrorCode): void;
+  /** Keeps `work` (an operation that may start a job) in view until it settles: stop() waits for it. */
+  track<Result>(work: Promise<Result>): Promise<Result>;
+  /** Uuids being recovered or having their cancel delivered on this node (one at a time per job). */
+  readonly busy: Set<string>;
 }

@@ -1,16 +1,11 @@
-import {
-  FlowChainError,
-  FlowChainErrorCode,
-  serializeError,
-  type SerializedError,
-} from '../errors.js';
+import { FlowChainError, FlowChainErrorCode, isFlowChainError, serializeError, type SerializedError } from '../errors.js';
 import { FlowChain } from '../flow/chain.js';
 import { type ChainRun, type RunHooks, type RunResume, Status, isCompositeFlow } from '../flow/run.js';
 import type { StoredJob } from '../store/contract.js';
 import type { ManagerCore } from './core.js';
 import { type Execution, nowIso, writeOwned } from './execution.js';
 import { toJsonText } from './json.js';
-import type { JobContext } from './kind.js';
+import type { ChainJobKind, JobContext } from './kind.js';
 
 /*
  * Durable chains (J10, R1). A chain kind's FlowChain runs with engine hooks that write a
@@ -36,6 +31,10 @@ export interface Checkpoint {
   /** Forward: the next flow to run. Rollback: the next flow to roll back. */
   index?: number;
   error?: SerializedChainError;
+  /** The first setError() of the run, if any (the chain then fails without rollback). */
+  setError?: { index: number; error: SerializedError };
+  /** skipRestRollbacks() was called: unwinding stops. */
+  skipRest?: boolean;
   data?: unknown;
 }
 
@@ -70,6 +69,26 @@ export async function runDurable(
 ): Promise<unknown> {
   const kind = execution.kind.chainKind;
   if (kind === undefined) throw new TypeError('runDurable needs a chain kind');
+  try {
+    return await runCheckpointed(core, execution, job, context, kind);
+  } catch (error) {
+    // A canceled chain has rolled back (or could not: its flows changed); the kind's clean
+    // removes what rollback cannot.
+    const reason: unknown = context.signal.aborted ? context.signal.reason : undefined;
+    if (kind.clean !== undefined && isFlowChainError(reason, FlowChainErrorCode.JOB_CANCELED)) {
+      await kind.clean(context.job, context);
+    }
+    throw error;
+  }
+}
+
+async function runCheckpointed(
+  core: ManagerCore,
+  execution: Execution,
+  job: StoredJob,
+  context: Parameters<typeof runDurable>[3],
+  kind: ChainJobKind<unknown, unknown>,
+): Promise<unknown> {
   const chain = kind.chain(context.job, context.jobData);
   if (!(chain instanceof FlowChain)) {
     throw new FlowChainError(
@@ -94,16 +113,25 @@ export async function runDurable(
       );
     }
     chain.replaceData(saved.data as never);
+    const status = (saved.status ?? []).slice();
+    const phase = saved.phase ?? 'forward';
+    const index = saved.index ?? 0;
+    // Canceled while a flow was in doubt (it ran, its outcome was never recorded): that flow
+    // may have done half its work, so its rollback runs first, as a failing flow's would.
+    if (job.state === 'Canceling' && phase === 'forward' && index < status.length) status[index] = Status.FAILED;
     resume = {
-      status: saved.status ?? [],
-      phase: saved.phase ?? 'forward',
-      index: saved.index ?? 0,
+      status,
+      phase,
+      index,
+      skipRest: saved.skipRest === true,
       ...(saved.error === undefined ? {} : { error: reviveError(saved.error, names.length) }),
+      ...(saved.setError === undefined
+        ? {}
+        : { setError: { index: saved.setError.index, error: saved.setError.error as unknown } }),
     };
-  } else {
-    // Data that cannot be checkpointed is refused before any flow runs.
-    toJsonText(chain.data, 'data');
   }
+  // Data that cannot be checkpointed is refused before any flow runs.
+  let dataText = toJsonText(chain.data, 'data');
 
   const hooks: RunHooks = {
     idempotencyKey: (flowName) => `${job.uuid}:${flowName}:${attempt}`,
@@ -116,12 +144,20 @@ export async function runDurable(
       const status = run.statusOf(index);
       const phase = status === Status.ROLLED_BACK || status === Status.ROLLBACK_FAILED ? 'rollback' : 'flow';
       faultPoint(`${phase}:after:${name}`);
-      const text = JSON.stringify(checkpointOf(run, names, attempt));
-      const written = await writeOwned(core, execution, job.uuid, { retry: true }, () => ({
+      // Data a failing flow (or a rollback) left unserialisable: the last snapshot that was
+      // JSON stands, and unwinding goes on (a completed flow that does this fails instead).
+      try {
+        dataText = toJsonText(run.data, 'data');
+      } catch {
+        // keep the last good snapshot
+      }
+      const text = checkpointText(run, names, attempt, dataText);
+      // Written through every outage; a lost job (or a refusal) stops the chain with its error.
+      await writeOwned(core, execution, job.uuid, { retry: true, rethrow: true }, () => ({
         checkpoint: text,
         lastOpDate: nowIso(),
       }));
-      if (written === undefined) {
+      if (execution.abandoned) {
         throw new FlowChainError(
           FlowChainErrorCode.OWNERSHIP_LOST,
           `Job ${job.uuid} could not record its checkpoint: this node no longer owns it, so the chain stopped.`,
@@ -131,17 +167,7 @@ export async function runDurable(
       faultPoint(`checkpoint:after:${name}`);
     },
   };
-  let data: unknown;
-  try {
-    data = await context.runChain(chain, hooks, resume);
-  } catch (error) {
-    // A canceled chain has rolled back; the kind's clean removes what rollback cannot.
-    const reason: unknown = context.signal.aborted ? context.signal.reason : undefined;
-    if (kind.clean !== undefined && (reason as { code?: unknown } | undefined)?.code === FlowChainErrorCode.JOB_CANCELED) {
-      await kind.clean(context.job, context);
-    }
-    throw error;
-  }
+  const data = await context.runChain(chain, hooks, resume);
   faultPoint('job:before-final');
   return data;
 }
@@ -159,6 +185,14 @@ export function durableFlowNames(chain: FlowChain<unknown>, jobName: string): st
           : isCompositeFlow(flow)
             ? `flow ${JSON.stringify(flow.name)} is a nested chain or parallel group, which cannot be checkpointed flow by flow yet`
             : undefined;
+    const ext = chain.ext;
+    if (i === 0 && ext !== undefined && (ext.marshaller !== undefined || ext.processors !== undefined)) {
+      throw new FlowChainError(
+        FlowChainErrorCode.INVALID_ARGUMENT,
+        `The chain of job kind ${JSON.stringify(jobName)} cannot run durably: it has a marshaller or processors, which could change its flows after they were checked.`,
+        { details: { option: 'chain', jobName } },
+      );
+    }
     if (problem !== undefined) {
       throw new FlowChainError(
         FlowChainErrorCode.INVALID_ARGUMENT,
@@ -172,24 +206,34 @@ export function durableFlowNames(chain: FlowChain<unknown>, jobName: string): st
   return names;
 }
 
-function checkpointOf(run: ChainRun<unknown>, names: string[], attempt: number): Checkpoint {
+/** The checkpoint as JSON text; the data goes in as the JSON it was already checked as. */
+function checkpointText(run: ChainRun<unknown>, names: string[], attempt: number, dataText: string): string {
   const snapshot = run.snapshot();
-  const checkpoint: Checkpoint = {
+  const checkpoint: Omit<Checkpoint, 'data'> = {
     v: CHECKPOINT_VERSION,
     attempt,
     flows: names,
     status: snapshot.status,
     phase: snapshot.phase,
     index: snapshot.index,
-    data: run.data,
   };
+  if (snapshot.skipRest) checkpoint.skipRest = true;
+  if (snapshot.setError !== undefined) {
+    checkpoint.setError = { index: snapshot.setError.index, error: serializeError(snapshot.setError.error) };
+  }
   if (run.error !== undefined) checkpoint.error = serializeChainError(run.error);
-  return checkpoint;
+  return `${JSON.stringify(checkpoint).slice(0, -1)},"data":${dataText}}`;
 }
 
 /** The checkpoint a rerun starts from: no progress, the next attempt. @internal */
 export function rerunCheckpoint(previous: string | undefined, uuid: string): string {
-  const attempt = previous === undefined ? 1 : parseCheckpoint(previous, uuid).attempt;
+  let attempt: number;
+  try {
+    attempt = previous === undefined ? 1 : parseCheckpoint(previous, uuid).attempt;
+  } catch {
+    // Unreadable: start over with an attempt number no earlier run can have used.
+    attempt = Math.floor(Date.now() / 1000);
+  }
   return JSON.stringify({ v: CHECKPOINT_VERSION, attempt: attempt + 1 } satisfies Checkpoint);
 }
 
@@ -217,7 +261,7 @@ function parseCheckpoint(text: string, uuid: string): Checkpoint {
   if (!ok) {
     throw new FlowChainError(
       FlowChainErrorCode.CORRUPT_RECORD,
-      `The checkpoint of job ${uuid} is corrupt (field \`checkpoint\`); the job cannot resume from it. Cancel or rerun it.`,
+      `The checkpoint of job ${uuid} is corrupt (field \`checkpoint\`); the job cannot resume from it. Rerun it (it starts over) or delete it.`,
       { details: { uuid, field: 'checkpoint' } },
     );
   }

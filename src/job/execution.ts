@@ -54,8 +54,16 @@ export class Execution {
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 /** Starts the job's code in the background. @internal */
-export function startExecution(core: ManagerCore, job: StoredJob, kind: ResolvedKind, mode: 'start' | 'resume'): Execution {
-  const owner = { incarnation: job.incarnation as string, epoch: job.epoch };
+export function startExecution(
+  core: ManagerCore,
+  job: StoredJob,
+  kind: ResolvedKind,
+  mode: 'start' | 'resume',
+): Execution | undefined {
+  // This node was fenced (or restarted its lease) since the job was taken: it is no longer
+  // the incarnation that owns it, and whoever claims it next will run it.
+  if (core.incarnation !== job.incarnation) return undefined;
+  const owner = { incarnation: job.incarnation, epoch: job.epoch };
   const execution = new Execution(job.uuid, kind, owner);
   core.executions.set(job.uuid, execution);
   execution.settled = runExecution(core, execution, job, mode).finally(() => {
@@ -126,11 +134,14 @@ export function completionChanges(
     jobResult ??= resultText ?? 'Succeeded';
   } else {
     const code = isFlowChainError(outcome.error) ? outcome.error.code : undefined;
-    // An incompatible durable chain waits, Suspended, for an operator (new code, or cancel).
+    // Interrupted (or asked to stop) runs are suspended, for another node to resume; but a
+    // job being canceled ends its cancel. An incompatible durable chain waits, Suspended,
+    // for an operator (new code, or cancel).
+    // (Canceled while incompatible, it ends Canceled: its rollback cannot run with other flows.)
     const suspend =
-      execution.suspendRequested ||
       code === FlowChainErrorCode.JOB_INTERRUPTED ||
-      code === FlowChainErrorCode.INCOMPATIBLE_CHAIN;
+      (code === FlowChainErrorCode.INCOMPATIBLE_CHAIN && job.state !== 'Canceling') ||
+      (execution.suspendRequested && job.state !== 'Canceling' && code !== FlowChainErrorCode.CHAIN_CANCELED);
     if (suspend) event = 'suspend';
     else if (code === FlowChainErrorCode.JOB_CANCELED) event = 'canceled';
     else event = 'fail';
@@ -173,7 +184,7 @@ export async function writeOwned(
   core: ManagerCore,
   execution: Execution | Owner,
   uuid: string,
-  options: { retry: boolean },
+  options: { retry: boolean; rethrow?: boolean },
   decide: (job: StoredJob) => JobChanges | undefined | Promise<JobChanges | undefined>,
 ): Promise<StoredJob | undefined> {
   const owner = execution instanceof Execution ? execution.owner : execution;
@@ -201,10 +212,15 @@ export async function writeOwned(
           execution.abandoned = true;
           execution.abort(error);
         }
+        if (options.rethrow) throw error;
         return undefined;
       }
-      if (!isFlowChainError(error, FlowChainErrorCode.STORE_FAILURE) || !core.live || !options.retry) {
+      // A store failure, or anything that is not one of our errors (a driver's own), is an
+      // outage: retry while the manager runs. Our other errors are refusals: give up.
+      const outage = !isFlowChainError(error) || error.code === FlowChainErrorCode.STORE_FAILURE;
+      if (!outage || !core.live || !options.retry) {
         core.reportError(error, `writing job ${uuid}`);
+        if (options.rethrow) throw error;
         return undefined;
       }
       core.reportError(error, `writing job ${uuid} (retrying)`);
@@ -339,6 +355,6 @@ export async function runClean(core: ManagerCore, job: StoredJob, kind: Resolved
   try {
     await kind.clean(toLongJob(job), execution.context(core, job));
   } catch (error) {
-    core.reportError(error, `cleaning job ${job.uuid}`);
+    core.reportError(error, `cleaning job ${job.uuid}`, FlowChainErrorCode.HANDLER_FAILED);
   }
 }

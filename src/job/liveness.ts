@@ -1,10 +1,10 @@
 import { FlowChainError, FlowChainErrorCode, serializeError } from '../errors.js';
 import type { JobChange } from '../store/contract.js';
 import type { ManagerCore } from './core.js';
-import { nowIso, writeOwned } from './execution.js';
+import { type Execution, nowIso, writeOwned } from './execution.js';
 import { deliverCancel } from './operations.js';
 import { checkStoredJob, newUuid } from './record.js';
-import { reclaimJobs } from './recovery.js';
+import { reclaimJobs, recoverJob } from './recovery.js';
 import { isFinalState, nextLongJobState } from './states.js';
 
 /**
@@ -27,6 +27,15 @@ export class Liveness {
   private polling = false;
   private lastReap = Number.NEGATIVE_INFINITY;
   private fenced = false;
+  /** A newer incarnation of this nodeId took over: this one never comes back. */
+  private superseded = false;
+  /** False once stop() began: no more claims, no re-registration. */
+  private claiming = false;
+  private ended = true;
+  /** This incarnation has yet to reclaim its predecessors' jobs (the first try may fail). */
+  private restartPending = false;
+  /** Owned, unfinished jobs seen with nothing running them at the last poll. */
+  private suspects = new Set<string>();
   private unsubscribe: (() => void) | undefined = undefined;
 
   constructor(
@@ -37,6 +46,9 @@ export class Liveness {
   /** Registers a new incarnation and starts the heartbeat. */
   async begin(): Promise<void> {
     this.fenced = false;
+    this.superseded = false;
+    this.claiming = true;
+    this.ended = false;
     await this.register();
     if (this.core.store.nodes !== undefined) this.scheduleHeartbeat();
     this.unsubscribe = this.core.store.subscribe?.((change) => this.onChange(change));
@@ -46,6 +58,7 @@ export class Liveness {
   async recover(reason: 'restart' | 'orphan'): Promise<void> {
     try {
       await reclaimJobs(this.core, reason);
+      if (reason === 'restart') this.restartPending = false;
     } catch (error) {
       // The store may be down at start: the poll retries (no job is failed for it).
       this.core.reportError(error, 'reclaiming jobs');
@@ -56,6 +69,7 @@ export class Liveness {
 
   /** Stops claiming new work (the heartbeat goes on while jobs drain). */
   async stopClaiming(): Promise<void> {
+    this.claiming = false;
     if (this.pollTimer !== undefined) clearInterval(this.pollTimer);
     this.pollTimer = undefined;
   }
@@ -70,25 +84,25 @@ export class Liveness {
 
   /** Waits for running jobs; after `timeoutMs`, suspends the ones still running, fenced. */
   async settle(timeoutMs: number | undefined): Promise<void> {
-    // A fenced run can no longer write: there is nothing to wait for.
-    const pending = [...this.core.executions.values()].filter((execution) => !execution.abandoned);
-    if (pending.length === 0) return;
-    const all = Promise.all(pending.map((execution) => execution.settled));
-    if (timeoutMs === undefined) {
-      await all;
-      return;
+    // A fenced run can no longer write: there is nothing to wait for. A run may be fenced
+    // while we wait, so the set is looked at again after every settle (and every 100 ms).
+    const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : performance.now() + timeoutMs;
+    for (;;) {
+      const pending = this.unfinished();
+      if (pending.length === 0) return;
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.race(pending.map((execution) => execution.settled)),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, Math.min(100, left));
+        }),
+      ]);
+      clearTimeout(timer);
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const expired = await Promise.race([
-      all.then(() => false),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), timeoutMs);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (!expired) return;
     await Promise.all(
-      pending.map(async (execution) => {
+      this.unfinished().map(async (execution) => {
         if (execution.abandoned) return;
         execution.suspendRequested = true;
         execution.abandoned = true;
@@ -111,8 +125,14 @@ export class Liveness {
     );
   }
 
+  private unfinished(): Execution[] {
+    return [...this.core.executions.values()].filter((execution) => !execution.abandoned);
+  }
+
   /** Stops every timer and leaves the store's node registry. */
   async end(): Promise<void> {
+    this.ended = true;
+    this.claiming = false;
     if (this.pollTimer !== undefined) clearInterval(this.pollTimer);
     if (this.heartbeatTimer !== undefined) clearTimeout(this.heartbeatTimer);
     if (this.fenceTimer !== undefined) clearTimeout(this.fenceTimer);
@@ -143,6 +163,7 @@ export class Liveness {
     }
     this.incarnation = incarnation;
     this.fenced = false;
+    this.restartPending = true;
   }
 
   private scheduleHeartbeat(): void {
@@ -152,20 +173,38 @@ export class Liveness {
 
   private async heartbeat(): Promise<void> {
     const nodes = this.core.store.nodes;
-    if (nodes === undefined || !this.core.live) return;
+    if (nodes === undefined || !this.core.live || this.ended) return;
     try {
       if (this.fenced) {
+        // Stopping, or replaced by a newer process with this nodeId: stay down.
+        if (!this.claiming || this.superseded) return;
         // Come back as a new incarnation; the restart rules then reclaim our old jobs.
         await this.register();
         await reclaimJobs(this.core, 'restart');
+        this.restartPending = false;
         return;
       }
       const incarnation = this.incarnation;
       if (incarnation === undefined) return;
       const sentAt = performance.now();
       const alive = await nodes.heartbeat(incarnation, this.core.options.leaseTtlMs);
-      if (alive) this.trustUntil(sentAt);
-      else this.fence('the store declared this node dead (its lease expired or a restart superseded it)');
+      if (this.ended) return;
+      if (alive) {
+        this.trustUntil(sentAt);
+      } else {
+        // Dead because a newer process registered this nodeId (a restart): that one owns the
+        // jobs now, and this one must not take them back. Dead because the lease ran out:
+        // come back as a new incarnation at the next heartbeat.
+        const nodeId = this.core.nodeId;
+        this.superseded = (await nodes.list()).some(
+          (node) => node.nodeId === nodeId && node.state === 'alive' && node.incarnation !== incarnation,
+        );
+        this.fence(
+          this.superseded
+            ? 'a newer process registered the same nodeId (a restart); this one stays fenced off'
+            : 'the store declared this node dead (its lease expired)',
+        );
+      }
     } catch (error) {
       // The fence timer still runs: if renewals keep failing, the node stops itself in time.
       this.core.reportError(error, 'renewing the node lease');
@@ -232,8 +271,13 @@ export class Liveness {
         const dead = await nodes.reap(this.core.options.reapGraceMs);
         if (dead.length > 0) this.core.emitEvent('node:dead', dead);
       }
-      await reclaimJobs(this.core, 'orphan');
-      await this.deliverCancels();
+      if (this.restartPending) {
+        await reclaimJobs(this.core, 'restart');
+        this.restartPending = false;
+      } else {
+        await reclaimJobs(this.core, 'orphan');
+      }
+      await this.checkOwned();
     } catch (error) {
       this.core.reportError(error, 'polling');
     } finally {
@@ -241,27 +285,48 @@ export class Liveness {
     }
   }
 
-  /** A cancel issued on any node reaches the node that owns the job (J8). */
-  private async deliverCancels(): Promise<void> {
+  /**
+   * Looks at the unfinished jobs this incarnation owns. A Canceling one gets its cancel
+   * delivered (J8: a cancel issued on any node reaches the owner); deliveries are not awaited,
+   * so one slow kind cannot hold the others up. A Waiting or Running one with nothing running
+   * it on two polls in a row (its run was lost: an ambiguous write, an error that ended it)
+   * gets the restart rules again, so no job stays Running with nobody running it.
+   */
+  private async checkOwned(): Promise<void> {
     const incarnation = this.incarnation;
     if (incarnation === undefined) return;
-    const canceling = await this.core.store.queryJobs({ managementNodeUuid: this.core.nodeId, state: 'Canceling' });
-    for (const row of canceling) {
+    const rows = await this.core.store.queryJobs({
+      managementNodeUuid: this.core.nodeId,
+      state: ['Canceling', 'Waiting', 'Running'],
+    });
+    const suspects = new Set<string>();
+    for (const row of rows) {
       let job;
       try {
         job = checkStoredJob(row);
       } catch (error) {
-        this.core.reportError(error, 'delivering cancels');
+        this.core.reportError(error, 'checking owned jobs');
         continue;
       }
-      if (job.incarnation !== incarnation) continue;
-      if (this.core.executions.get(job.uuid)?.cancelDelivered === true) continue;
-      try {
-        await deliverCancel(this.core, job);
-      } catch (error) {
-        this.core.reportError(error, `delivering the cancel of job ${job.uuid}`);
+      if (job.incarnation !== incarnation || this.core.busy.has(job.uuid)) continue;
+      const execution = this.core.executions.get(job.uuid);
+      if (job.state === 'Canceling') {
+        if (execution?.cancelDelivered === true) continue;
+        void deliverCancel(this.core, job).catch((error: unknown) =>
+          this.core.reportError(error, `delivering the cancel of job ${job.uuid}`),
+        );
+        continue;
       }
+      if (execution !== undefined) continue;
+      if (!this.suspects.has(job.uuid)) {
+        suspects.add(job.uuid);
+        continue;
+      }
+      void this.core.track(recoverJob(this.core, job)).catch((error: unknown) =>
+        this.core.reportError(error, `recovering job ${job.uuid}`),
+      );
     }
+    this.suspects = suspects;
   }
 }
 

@@ -100,6 +100,8 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
   private readonly executions = new Map<string, Execution>();
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly waiters = new Map<string, Set<(job?: StoredJob) => void>>();
+  private readonly inflight = new Set<Promise<unknown>>();
+  private readonly busy = new Set<string>();
   private readonly core: ManagerCore;
   private readonly liveness: Liveness;
   private status: 'idle' | 'starting' | 'running' | 'stopping' | 'stopped' = 'idle';
@@ -134,7 +136,9 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
       emitEvent: (event, ...args) => this.emitSafe(event, ...args),
       serial: (uuid, fn) => this.serial(uuid, fn),
       published: (job, previous) => this.published(job, previous),
-      reportError: (error, context) => this.reportError(error, context),
+      reportError: (error, context, code) => this.reportError(error, context, code),
+      track: (work) => this.track(work),
+      busy: this.busy,
     };
     this.liveness = new Liveness(this.core, (uuid) => this.wake(uuid));
   }
@@ -175,6 +179,11 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
    */
   async start(): Promise<void> {
     if (this.status === 'running') return;
+    if (this.status === 'stopping' && this.transition !== undefined) {
+      // Let the stop finish, then start again.
+      await this.transition.catch(() => undefined);
+      return this.start();
+    }
     if (this.transition !== undefined) return this.transition;
     this.status = 'starting';
     this.transition = (async () => {
@@ -210,6 +219,9 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
     this.transition = (async () => {
       try {
         await this.liveness.stopClaiming();
+        // Operations already past their checks (a submit, a recovery) finish first, so that
+        // the jobs they start are drained or suspended like the others.
+        while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
         if (mode === 'suspend') this.liveness.suspendAll();
         await this.liveness.settle(options.timeoutMs);
         await this.liveness.end();
@@ -245,8 +257,9 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
     const jobData = 'jobData' in request && request.jobData !== undefined ? request.jobData : {};
     const jobDataText = toJsonText(jobData, 'jobData', this.options.maxJobDataBytes);
     await validateJobData(kind, JSON.parse(jobDataText) as unknown);
+    // Checked again after the awaits above: a stop() may have begun meanwhile.
+    this.assertRunning('submit');
     const incarnation = this.liveness.incarnation;
-    if (incarnation === undefined) this.assertRunning('submit');
     const now = nowIso();
     const stored: StoredJob = {
       uuid,
@@ -268,7 +281,28 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
       epoch: 1,
       takeovers: 0,
     };
-    const created = await this.store.createJob(stored);
+    return this.track(this.create(stored, kind));
+  }
+
+  private async create(stored: StoredJob, kind: ResolvedKind): Promise<LongJob> {
+    let created: StoredJob;
+    try {
+      created = await this.store.createJob(stored);
+    } catch (error) {
+      // A commit can succeed and still be reported as failed: look before giving up, so that
+      // a job that exists is run, never left Running with nobody running it.
+      const found = isFlowChainError(error, FlowChainErrorCode.STORE_FAILURE)
+        ? await this.store.getJob(stored.uuid).catch(() => undefined)
+        : undefined;
+      const ours =
+        found !== undefined &&
+        found.apiId === stored.apiId &&
+        found.incarnation === stored.incarnation &&
+        found.epoch === stored.epoch &&
+        found.createDate === stored.createDate;
+      if (!ours) throw error;
+      created = found;
+    }
     this.published(created, 'Waiting');
     startExecution(this.core, created, kind, 'start');
     return toLongJob(created);
@@ -294,13 +328,13 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
     if (options.apiId !== undefined && !isUuid(options.apiId)) {
       throw invalidArgument('apiId', 'a uuid of 32 lowercase hex characters', options.apiId);
     }
-    return rerunJob(this.core, checkUuid(uuid), options.apiId, validateJobData);
+    return this.track(rerunJob(this.core, checkUuid(uuid), options.apiId, validateJobData));
   }
 
   /** Resumes a Suspended job on this node (kinds with `resume`). */
   resume(uuid: string): Promise<LongJob> {
     this.assertRunning('resume');
-    return resumeJob(this.core, checkUuid(uuid));
+    return this.track(resumeJob(this.core, checkUuid(uuid)));
   }
 
   /** Changes a job's name or description, in any state. */
@@ -311,7 +345,7 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
   /** Cleans a Canceling job (kinds with `clean`); it then ends Canceled. */
   clean(uuid: string): Promise<LongJob> {
     this.assertRunning('clean');
-    return cleanJob(this.core, checkUuid(uuid));
+    return this.track(cleanJob(this.core, checkUuid(uuid)));
   }
 
   /** The job's record; `JOB_NOT_FOUND` if there is none, `CORRUPT_RECORD` if it is unreadable. */
@@ -469,11 +503,20 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
     if (set !== undefined) for (const wake of [...set]) wake(job);
   }
 
-  private reportError(error: unknown, context: string): void {
+  private reportError(error: unknown, context: string, code: FlowChainErrorCode = FlowChainErrorCode.STORE_FAILURE): void {
     const reported = isFlowChainError(error)
       ? error
-      : new FlowChainError(FlowChainErrorCode.STORE_FAILURE, `${context}: ${describeThrown(error)}`, { cause: error });
+      : new FlowChainError(code, `${context}: ${describeThrown(error)}`, { cause: error });
     this.emitSafe('manager:error', reported);
+  }
+
+  private track<Result>(work: Promise<Result>): Promise<Result> {
+    this.inflight.add(work);
+    void work.then(
+      () => this.inflight.delete(work),
+      () => this.inflight.delete(work),
+    );
+    return work;
   }
 
   private emitSafe<Event extends keyof JobManagerEvents>(event: Event, ...args: JobManagerEvents[Event]): void {

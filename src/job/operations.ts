@@ -5,7 +5,7 @@ import { rerunCheckpoint } from './durable.js';
 import { Execution, finalChanges, nowIso, readJob, runClean, startExecution } from './execution.js';
 import type { ResolvedKind } from './kind.js';
 import { type LongJob, newUuid, toLongJob } from './record.js';
-import { endJob } from './recovery.js';
+import { endJob, recoverCanceling } from './recovery.js';
 import { isFinalState, nextLongJobState } from './states.js';
 
 /*
@@ -88,12 +88,25 @@ export async function cancelJob(core: ManagerCore, uuid: string): Promise<LongJo
  */
 export async function deliverCancel(core: ManagerCore, job: StoredJob): Promise<void> {
   const kind = core.kinds.get(job.jobName);
-  if (kind === undefined) return;
+  // One delivery per job at a time: the direct one (cancel() on this node) and the one the
+  // store's notification triggers must not both run the kind's cancel and clean.
+  if (kind === undefined || core.busy.has(job.uuid)) return;
+  core.busy.add(job.uuid);
+  try {
+    await deliver(core, job, kind);
+  } finally {
+    core.busy.delete(job.uuid);
+  }
+}
+
+async function deliver(core: ManagerCore, job: StoredJob, kind: ResolvedKind): Promise<void> {
   const owner = { incarnation: job.incarnation as string, epoch: job.epoch };
   const execution = core.executions.get(job.uuid);
   if (execution !== undefined) {
     if (execution.cancelDelivered) return;
     execution.cancelDelivered = true;
+    // The signal first: a kind's cancel that hangs must not keep the job from stopping.
+    execution.abort(canceledError(job.uuid));
     let cleanedUp = false;
     let failure: unknown;
     try {
@@ -101,7 +114,6 @@ export async function deliverCancel(core: ManagerCore, job: StoredJob): Promise<
     } catch (error) {
       failure = error;
     }
-    execution.abort(canceledError(job.uuid));
     if (cleanedUp) {
       await endJob(core, owner, job.uuid, 'canceled', canceledError(job.uuid));
       execution.abandoned = true;
@@ -115,12 +127,17 @@ export async function deliverCancel(core: ManagerCore, job: StoredJob): Promise<
     }
     return;
   }
+  if (kind.chainKind !== undefined) {
+    // Nothing runs it here: a durable chain finishes its cancel by rolling back from its checkpoint.
+    await recoverCanceling(core, job, kind, owner);
+    return;
+  }
   let cleanedUp = false;
   const idle = new Execution(job.uuid, kind, owner);
   try {
     cleanedUp = (await kind.kind?.cancel?.(toLongJob(job), idle.context(core, job))) === true;
   } catch (error) {
-    core.reportError(error, `canceling job ${job.uuid}`);
+    core.reportError(error, `canceling job ${job.uuid}`, FlowChainErrorCode.HANDLER_FAILED);
   }
   if (!cleanedUp) await runClean(core, job, kind, owner);
   await endJob(core, owner, job.uuid, 'canceled', canceledError(job.uuid));

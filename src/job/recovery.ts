@@ -5,7 +5,7 @@ import { type Owner, finalChanges, nowIso, runClean, startExecution, writeOwned 
 import type { ResolvedKind } from './kind.js';
 import { canceledError } from './operations.js';
 import { checkStoredJob, toLongJob } from './record.js';
-import { type LongJobStateEvent, nextLongJobState } from './states.js';
+import { type LongJobStateEvent, isFinalState, nextLongJobState } from './states.js';
 
 /**
  * Claims every job this node may take — its previous incarnation's and orphans, of kinds
@@ -13,6 +13,14 @@ import { type LongJobStateEvent, nextLongJobState } from './states.js';
  * @internal
  */
 export async function reclaimJobs(core: ManagerCore, reason: 'restart' | 'orphan'): Promise<number> {
+  // At (re)start: this node's previous incarnations' jobs first, then orphans; when polling,
+  // orphans only (a still-running old incarnation must not take back what its successor took).
+  let total = 0;
+  if (reason === 'restart') total += await claim(core, 'previous');
+  return total + (await claim(core, 'orphans'));
+}
+
+async function claim(core: ManagerCore, scope: 'previous' | 'orphans'): Promise<number> {
   const incarnation = core.incarnation;
   if (incarnation === undefined || core.kinds.size === 0) return 0;
   let total = 0;
@@ -22,6 +30,7 @@ export async function reclaimJobs(core: ManagerCore, reason: 'restart' | 'orphan
       incarnation,
       jobNames: [...core.kinds.keys()],
       limit: core.options.claimBatchSize,
+      scope,
     });
     for (const raw of claimed) {
       let job: StoredJob;
@@ -32,10 +41,9 @@ export async function reclaimJobs(core: ManagerCore, reason: 'restart' | 'orphan
         core.reportError(error, 'claiming jobs');
         continue;
       }
-      const wasOurs = reason === 'restart' && raw.managementNodeUuid === core.nodeId;
       core.published(job, null);
-      core.emitEvent('job:claim', toLongJob(job), wasOurs ? 'restart' : 'orphan');
-      void recoverJob(core, job).catch((error: unknown) => core.reportError(error, `recovering job ${job.uuid}`));
+      core.emitEvent('job:claim', toLongJob(job), scope === 'previous' ? 'restart' : 'orphan');
+      void core.track(recoverJob(core, job)).catch((error: unknown) => core.reportError(error, `recovering job ${job.uuid}`));
     }
     total += claimed.length;
     if (claimed.length < core.options.claimBatchSize) return total;
@@ -50,6 +58,17 @@ export async function reclaimJobs(core: ManagerCore, reason: 'restart' | 'orphan
  * @internal
  */
 export async function recoverJob(core: ManagerCore, job: StoredJob): Promise<void> {
+  // One recovery (or cancel delivery) per job at a time on this node.
+  if (core.busy.has(job.uuid)) return;
+  core.busy.add(job.uuid);
+  try {
+    await recover(core, job);
+  } finally {
+    core.busy.delete(job.uuid);
+  }
+}
+
+async function recover(core: ManagerCore, job: StoredJob): Promise<void> {
   const kind = core.kinds.get(job.jobName) as ResolvedKind;
   const owner: Owner = { incarnation: job.incarnation as string, epoch: job.epoch };
   if (job.takeovers > core.options.maxTakeovers) {
@@ -85,23 +104,21 @@ export async function recoverJob(core: ManagerCore, job: StoredJob): Promise<voi
       );
       return;
     case 'Canceling':
-      if (kind.chainKind !== undefined) {
-        // A durable chain finishes its cancel by rolling back from its checkpoint.
-        startExecution(core, job, kind, 'resume').abort(canceledError(job.uuid));
-        return;
-      }
-      await runClean(core, job, kind, owner);
-      await endJob(
-        core,
-        owner,
-        job.uuid,
-        kind.clean === undefined ? 'canceled' : 'fail',
-        canceledError(job.uuid),
-      );
+      await recoverCanceling(core, job, kind, owner);
       return;
     default:
       return;
   }
+}
+
+/** The Canceling restart rule: a durable chain rolls back from its checkpoint; code: clean, then Canceled. @internal */
+export async function recoverCanceling(core: ManagerCore, job: StoredJob, kind: ResolvedKind, owner: Owner): Promise<void> {
+  if (kind.chainKind !== undefined) {
+    startExecution(core, job, kind, 'resume')?.abort(canceledError(job.uuid));
+    return;
+  }
+  await runClean(core, job, kind, owner);
+  await endJob(core, owner, job.uuid, kind.clean === undefined ? 'canceled' : 'fail', canceledError(job.uuid));
 }
 
 /** Writes `start` or `resume` (→ Running), then runs the kind's code. @internal */
@@ -112,12 +129,26 @@ export async function transitionAndRun(
   kind: ResolvedKind,
   mode: 'start' | 'resume',
 ): Promise<StoredJob | undefined> {
-  const updated = await writeOwned(core, owner, uuid, { retry: true }, (job) => ({
-    state: nextLongJobState(job.state, mode, uuid),
-    // A resumed job's result is written when it finishes; the reason it was suspended goes.
-    ...(mode === 'resume' ? { jobResult: null } : {}),
-    lastOpDate: nowIso(),
-  }));
+  let canceling: StoredJob | undefined;
+  const updated = await writeOwned(core, owner, uuid, { retry: true }, (job) => {
+    // Finished meanwhile: nothing to run. Canceled meanwhile (a cancel raced the claim):
+    // the Canceling rule applies instead.
+    if (isFinalState(job.state)) return undefined;
+    if (job.state === 'Canceling') {
+      canceling = job;
+      return undefined;
+    }
+    return {
+      state: nextLongJobState(job.state, mode, uuid),
+      // A resumed job's result is written when it finishes; the reason it was suspended goes.
+      ...(mode === 'resume' ? { jobResult: null } : {}),
+      lastOpDate: nowIso(),
+    };
+  });
+  if (canceling !== undefined) {
+    await recoverCanceling(core, canceling, kind, owner);
+    return undefined;
+  }
   if (updated !== undefined) startExecution(core, updated, kind, mode);
   return updated;
 }

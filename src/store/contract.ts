@@ -102,6 +102,11 @@ export interface JobCount {
 export interface ClaimRequest {
   nodeId: string;
   incarnation: string;
+  /**
+   * `orphans`: unfinished jobs nobody owns. `previous`: unfinished jobs of the same `nodeId`
+   * owned by another incarnation that is not alive (a restarted node reclaiming its own).
+   */
+  scope: 'orphans' | 'previous';
   /** Only jobs of these kinds (a node runs only kinds it has registered). */
   jobNames: readonly string[];
   limit: number;
@@ -203,10 +208,11 @@ export interface JobStore {
   /** How many jobs match, per value of `field`, ordered by value (nulls first). */
   countJobsBy(query: JobQuery, field: JobGroupField): Promise<JobCount[]>;
   /**
-   * Claims up to `limit` unfinished jobs of the given kinds that are orphaned
-   * (`incarnation` null) or owned by a previous incarnation of the same `nodeId`: sets
-   * the owner, increments `epoch` and `version`, and increments `takeovers` for jobs that
-   * were Running or Canceling. Each job goes to exactly one claimer.
+   * Claims up to `limit` unfinished jobs of the given kinds: orphans (`incarnation` null), or,
+   * with scope `previous`, jobs of the same `nodeId` owned by another incarnation that is not
+   * alive in the node registry (any other incarnation, for a store without one). Sets the
+   * owner, increments `epoch` and `version`, and increments `takeovers` for jobs that were
+   * Running or Canceling. Each job goes to exactly one claimer.
    */
   claimJobs(request: ClaimRequest): Promise<StoredJob[]>;
   /** The job's checkpoint (JSON text), or `undefined`. */

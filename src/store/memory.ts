@@ -228,7 +228,9 @@ export class MemoryJobStore implements JobStore {
     const kinds = new Set(request.jobNames);
     const candidates = [...this.jobs.values()]
       .map((entry) => entry)
-      .filter(({ job }) => isClaimable(job, request, kinds))
+      .filter(({ job }) =>
+        isClaimable(job, request, kinds, (incarnation) => this.nodeEntries.get(incarnation)?.record.state === 'alive'),
+      )
       .sort((a, b) => compareValues(a.job.createDate, b.job.createDate) || compareValues(a.job.uuid, b.job.uuid));
     for (const entry of candidates) {
       if (claimed.length >= request.limit) break;
@@ -431,10 +433,20 @@ export class MemoryJobStore implements JobStore {
   }
 }
 
-function isClaimable(job: StoredJob, request: ClaimRequest, kinds: Set<string>): boolean {
+function isClaimable(
+  job: StoredJob,
+  request: ClaimRequest,
+  kinds: Set<string>,
+  alive: (incarnation: string) => boolean,
+): boolean {
   if (isFinalState(job.state) || !kinds.has(job.jobName)) return false;
-  if (job.incarnation === null) return true;
-  return job.managementNodeUuid === request.nodeId && job.incarnation !== request.incarnation;
+  if (request.scope === 'orphans') return job.incarnation === null;
+  return (
+    job.incarnation !== null &&
+    job.managementNodeUuid === request.nodeId &&
+    job.incarnation !== request.incarnation &&
+    !alive(job.incarnation)
+  );
 }
 
 /** Checks a write condition against the stored job. @internal */

@@ -201,7 +201,11 @@ export class PostgresJobStore implements JobStore {
         `WITH claimable AS MATERIALIZED (
            SELECT uuid AS claimed FROM ${this.jobsTable}
             WHERE job_name = ANY($2::text[]) AND state NOT IN (${FINAL_STATES_SQL})
-              AND (incarnation IS NULL OR (management_node_uuid = $3 AND incarnation <> $4))
+              AND CASE WHEN $6 = 'orphans' THEN incarnation IS NULL
+                       ELSE incarnation IS NOT NULL AND management_node_uuid = $3 AND incarnation <> $4
+                            AND NOT EXISTS (SELECT 1 FROM ${this.nodesTable} n
+                                             WHERE n.incarnation = ${this.jobsTable}.incarnation AND n.state = 'alive')
+                  END
             ORDER BY create_date, uuid
             LIMIT $5
             FOR UPDATE SKIP LOCKED)
@@ -211,7 +215,7 @@ export class PostgresJobStore implements JobStore {
                 last_op_date = ${DB_NOW_ISO}
            FROM claimable WHERE uuid = claimable.claimed
          RETURNING ${JOB_SELECT}, ${NOTIFY_ITEM}`,
-        [this.channel, [...request.jobNames], request.nodeId, request.incarnation, limit],
+        [this.channel, [...request.jobNames], request.nodeId, request.incarnation, limit, request.scope],
       );
       return result.rows
         .map(rowToStoredJob)

@@ -295,13 +295,18 @@ export class SqliteJobStore implements JobStore {
               SELECT uuid FROM flowchain_jobs
                WHERE state NOT IN ${FINAL_STATES_SQL}
                  AND job_name IN (SELECT value FROM json_each(@kinds))
-                 AND (incarnation IS NULL OR (management_node_uuid = @nodeId AND incarnation <> @incarnation))
+                 AND CASE WHEN @scope = 'orphans' THEN incarnation IS NULL
+                          ELSE incarnation IS NOT NULL AND management_node_uuid = @nodeId AND incarnation <> @incarnation
+                               AND NOT EXISTS (SELECT 1 FROM flowchain_nodes n
+                                                WHERE n.incarnation = flowchain_jobs.incarnation AND n.state = 'alive')
+                     END
                ORDER BY create_date, uuid
                LIMIT @limit)
             RETURNING ${JOB_COLUMN_LIST}`,
         ).all({
           incarnation: request.incarnation,
           nodeId: request.nodeId,
+          scope: request.scope,
           iso: now.iso,
           kinds: JSON.stringify([...request.jobNames]),
           limit: Number.isFinite(limit) ? Math.floor(limit) : -1,

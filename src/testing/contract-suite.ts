@@ -273,7 +273,7 @@ export function describeJobStoreContract<Store extends JobStore>(
     });
 
     runner.describe('claiming (J8)', () => {
-      test('claims orphans and the same node\'s previous incarnation, nothing else', async (store) => {
+      test('claims orphans, or the same node\'s previous incarnations, nothing else', async (store) => {
         const orphan = makeStoredJob({ jobName: 'K', state: 'Running', incarnation: null, managementNodeUuid: null, epoch: 2 });
         const previous = makeStoredJob({ jobName: 'K', state: 'Suspended', incarnation: 'old', managementNodeUuid: 'node-a', epoch: 1 });
         const waiting = makeStoredJob({ jobName: 'K', state: 'Waiting', incarnation: null, managementNodeUuid: null, epoch: 0 });
@@ -282,24 +282,43 @@ export function describeJobStoreContract<Store extends JobStore>(
         const mine = makeStoredJob({ jobName: 'K', state: 'Running', incarnation: 'now', managementNodeUuid: 'node-a' });
         const finished = makeStoredJob({ jobName: 'K', state: 'Failed', incarnation: null, managementNodeUuid: null });
         const otherKind = makeStoredJob({ jobName: 'Other', state: 'Running', incarnation: null, managementNodeUuid: null });
-        for (const job of [orphan, previous, waiting, canceling, otherNode, mine, finished, otherKind]) await store.createJob(job);
+        const all = [orphan, previous, waiting, canceling, otherNode, mine, finished, otherKind];
+        for (const job of all) await store.createJob(job);
 
-        const claimed = await store.claimJobs({ nodeId: 'node-a', incarnation: 'now', jobNames: ['K'], limit: 100 });
-        const byUuid = new Map(claimed.map((j) => [j.uuid, j]));
-        assert.deepEqual([...byUuid.keys()].sort(), [orphan.uuid, previous.uuid, waiting.uuid, canceling.uuid].sort());
-        for (const [uuid, job] of byUuid) {
-          const before = [orphan, previous, waiting, canceling].find((j) => j.uuid === uuid) as StoredJob;
+        const request = { nodeId: 'node-a', incarnation: 'now', jobNames: ['K'], limit: 100 };
+        const orphans = await store.claimJobs({ ...request, scope: 'orphans' });
+        const previousOnes = await store.claimJobs({ ...request, scope: 'previous' });
+        assert.deepEqual(orphans.map((j) => j.uuid).sort(), [orphan.uuid, waiting.uuid, canceling.uuid].sort());
+        assert.deepEqual(previousOnes.map((j) => j.uuid), [previous.uuid]);
+        for (const job of [...orphans, ...previousOnes]) {
+          const before = all.find((j) => j.uuid === job.uuid) as StoredJob;
           assert.equal(job.incarnation, 'now');
           assert.equal(job.managementNodeUuid, 'node-a');
           assert.equal(job.epoch, before.epoch + 1);
           assert.equal(job.version, before.version + 1);
           assert.equal(job.state, before.state);
           assert.equal(job.takeovers, before.state === 'Running' || before.state === 'Canceling' ? 1 : 0);
-          assert.deepEqual(await store.getJob(uuid), job);
+          assert.deepEqual(await store.getJob(job.uuid), job);
         }
         for (const untouched of [otherNode, mine, finished, otherKind]) {
           assert.deepEqual(await store.getJob(untouched.uuid), untouched);
         }
+      });
+
+      test('never takes a previous incarnation\'s jobs while that incarnation is alive', async (store) => {
+        const nodes = store.nodes;
+        if (nodes === undefined) return;
+        await nodes.register({ nodeId: 'node-a', incarnation: 'a-live', leaseTtlMs: 60_000 });
+        const job = makeStoredJob({ jobName: 'K', state: 'Running', incarnation: 'a-live', managementNodeUuid: 'node-a' });
+        await store.createJob(job);
+        // Another process started with the same nodeId but has not registered (yet, or ever):
+        const request = { nodeId: 'node-a', incarnation: 'a-other', jobNames: ['K'], limit: 100 } as const;
+        assert.deepEqual(await store.claimJobs({ ...request, scope: 'previous' }), []);
+        assert.deepEqual(await store.getJob(job.uuid), job);
+        // Registering a new incarnation of node-a supersedes the old one: now it may take it.
+        await nodes.register({ nodeId: 'node-a', incarnation: 'a-other', leaseTtlMs: 60_000 });
+        const claimed = await store.claimJobs({ ...request, scope: 'previous' });
+        assert.deepEqual(claimed.map((j) => [j.uuid, j.incarnation, j.epoch]), [[job.uuid, 'a-other', job.epoch + 1]]);
       });
 
       test('respects the limit and gives each job to exactly one of two racing claimers', async (store) => {
@@ -307,16 +326,16 @@ export function describeJobStoreContract<Store extends JobStore>(
           makeStoredJob({ jobName: 'K', state: 'Running', incarnation: null, managementNodeUuid: null }),
         );
         for (const job of jobs) await store.createJob(job);
-        assert.equal((await store.claimJobs({ nodeId: 'n0', incarnation: 'i0', jobNames: ['K'], limit: 4 })).length, 4);
+        assert.equal((await store.claimJobs({ nodeId: 'n0', incarnation: 'i0', jobNames: ['K'], limit: 4, scope: 'orphans' })).length, 4);
         const [a, b] = await Promise.all([
-          store.claimJobs({ nodeId: 'n1', incarnation: 'i1', jobNames: ['K'], limit: 100 }),
-          store.claimJobs({ nodeId: 'n2', incarnation: 'i2', jobNames: ['K'], limit: 100 }),
+          store.claimJobs({ nodeId: 'n1', incarnation: 'i1', jobNames: ['K'], limit: 100, scope: 'orphans' }),
+          store.claimJobs({ nodeId: 'n2', incarnation: 'i2', jobNames: ['K'], limit: 100, scope: 'orphans' }),
         ]);
         const uuidsA = a.map((j) => j.uuid);
         const uuidsB = b.map((j) => j.uuid);
         assert.equal(uuidsA.length + uuidsB.length, 26);
         assert.equal(new Set([...uuidsA, ...uuidsB]).size, 26);
-        assert.deepEqual(await store.claimJobs({ nodeId: 'n3', incarnation: 'i3', jobNames: ['K'], limit: 100 }), []);
+        assert.deepEqual(await store.claimJobs({ nodeId: 'n3', incarnation: 'i3', jobNames: ['K'], limit: 100, scope: 'orphans' }), []);
       });
     });
 

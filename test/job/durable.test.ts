@@ -223,7 +223,9 @@ describe('J10 durable chains', () => {
     await jobs.start();
     const done = await jobs.waitFor(job.uuid);
     expect(done.state).toBe('Canceled');
-    expect(log).toEqual(['rollback:copy', 'rollback:allocate']);
+    // The flow at the checkpoint's position (switch) may have run before the crash: in doubt,
+    // it is rolled back first, like a failing flow (rollbacks must be idempotent).
+    expect(log).toEqual(['rollback:switch', 'rollback:copy', 'rollback:allocate']);
   });
 
   it('J10 a corrupt checkpoint is CORRUPT_RECORD and the job is not run from it', async () => {

@@ -149,7 +149,7 @@ describe('J8 several managers on one store', () => {
     expect(restarted.incarnation).not.toBe(old.incarnation);
     const done = await restarted.waitFor(job.uuid);
     expect(resultOf(done)).toBe('resumed after restart');
-    expect(await fenced.promise).toMatch(/declared this node dead/);
+    expect(await fenced.promise).toMatch(/a newer process registered the same nodeId/);
     finishOld.resolve('old result');
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(resultOf(await restarted.get(job.uuid))).toBe('resumed after restart');

@@ -269,7 +269,7 @@ describePg('PostgresJobStore on PostgreSQL', () => {
       const claimAll = async (store: PostgresJobStore, node: string): Promise<string[]> => {
         const got: string[] = [];
         for (;;) {
-          const batch = await store.claimJobs({ nodeId: node, incarnation: `${node}-1`, jobNames: ['K'], limit: 7 });
+          const batch = await store.claimJobs({ nodeId: node, incarnation: `${node}-1`, jobNames: ['K'], limit: 7, scope: 'orphans' });
           if (batch.length === 0) return got;
           for (const job of batch) {
             expect(job.incarnation).toBe(`${node}-1`);
@@ -304,7 +304,7 @@ describePg('PostgresJobStore on PostgreSQL', () => {
       // A write by an owner whose job was taken over is told so, even at the current version.
       const other = makeStoredJob({ jobName: 'Z', incarnation: 'i1', epoch: 3 });
       await a.createJob(other);
-      const [taken] = await a.claimJobs({ nodeId: 'node-a', incarnation: 'i2', jobNames: ['Z'], limit: 1 });
+      const [taken] = await a.claimJobs({ nodeId: 'node-a', incarnation: 'i2', jobNames: ['Z'], limit: 1, scope: 'previous' });
       expect(taken).toMatchObject({ incarnation: 'i2', epoch: 4, version: 2 });
       await expect(b.updateJob(other.uuid, { version: 2, owner }, { name: 'zombie' })).rejects.toMatchObject({
         code: 'OWNERSHIP_LOST',
@@ -437,7 +437,7 @@ describePg('PostgresJobStore on PostgreSQL', () => {
       await expect(store.updateJob(job.uuid, { version: 1 }, { state: 'Failed' })).rejects.toMatchObject({
         code: 'STORE_FAILURE',
       });
-      await expect(store.claimJobs({ nodeId: 'n', incarnation: 'i', jobNames: [job.jobName], limit: 1 })).rejects.toMatchObject({
+      await expect(store.claimJobs({ nodeId: 'n', incarnation: 'i', jobNames: [job.jobName], limit: 1, scope: 'orphans' })).rejects.toMatchObject({
         code: 'STORE_FAILURE',
       });
       expect(await rawJob(store.schema, job.uuid)).toMatchObject({ state: 'Running', version: '1' });

@@ -305,7 +305,7 @@ describe('SqliteJobStore: driver failures surface as STORE_FAILURE and change no
     for (const call of [
       store.getJob(job.uuid),
       store.updateJob(job.uuid, { version: 1 }, { name: 'x' }),
-      store.claimJobs({ nodeId: 'n', incarnation: 'i', jobNames: ['K'], limit: 1 }),
+      store.claimJobs({ nodeId: 'n', incarnation: 'i', jobNames: ['K'], limit: 1, scope: 'orphans' }),
       store.nodes.heartbeat('i', 1_000),
     ]) {
       const error = await failure(call);
@@ -340,7 +340,7 @@ describe('SqliteJobStore: several connections on one file (J7, J8)', () => {
     const claimAll = async (store: SqliteJobStore, incarnation: string): Promise<string[]> => {
       const mine: string[] = [];
       for (;;) {
-        const claimed = await store.claimJobs({ nodeId: incarnation, incarnation, jobNames: ['K'], limit: 3 });
+        const claimed = await store.claimJobs({ nodeId: incarnation, incarnation, jobNames: ['K'], limit: 3, scope: 'orphans' });
         if (claimed.length === 0) return mine;
         mine.push(...claimed.map((j) => j.uuid));
       }
@@ -366,7 +366,7 @@ describe('SqliteJobStore: several connections on one file (J7, J8)', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(await b.nodes.reap(0)).toEqual(['a1']);
     expect(await a.nodes.heartbeat('a1', 100)).toBe(false);
-    const [claimed] = await b.claimJobs({ nodeId: 'node-b', incarnation: 'b1', jobNames: ['K'], limit: 10 });
+    const [claimed] = await b.claimJobs({ nodeId: 'node-b', incarnation: 'b1', jobNames: ['K'], limit: 10, scope: 'orphans' });
     expect(claimed?.uuid).toBe(job.uuid);
     const nodes = await a.nodes.list();
     expect(nodes).toHaveLength(1);
@@ -397,7 +397,7 @@ describe('SqliteJobStore: several connections on one file (J7, J8)', () => {
           }
         } else {
           for (;;) {
-            const batch = await store.claimJobs({ nodeId: role, incarnation: role, jobNames: ['K'], limit: 4 });
+            const batch = await store.claimJobs({ nodeId: role, incarnation: role, jobNames: ['K'], limit: 4, scope: 'orphans' });
             claimed.push(...batch.map((j) => j.uuid));
             if (batch.length === 0) {
               if ((await store.countJobs({ jobName: 'K' })) >= ${total} && (await store.countJobs({ jobName: 'K', managementNodeUuid: null })) === 0) break;
@@ -413,7 +413,7 @@ describe('SqliteJobStore: several connections on one file (J7, J8)', () => {
     const mine: string[] = [];
     const parentClaims = (async () => {
       for (;;) {
-        const batch = await parent.claimJobs({ nodeId: 'parent', incarnation: 'parent', jobNames: ['K'], limit: 4 });
+        const batch = await parent.claimJobs({ nodeId: 'parent', incarnation: 'parent', jobNames: ['K'], limit: 4, scope: 'orphans' });
         mine.push(...batch.map((j) => j.uuid));
         if (batch.length === 0) {
           if ((await parent.countJobs({ jobName: 'K' })) >= total && (await parent.countJobs({ jobName: 'K', managementNodeUuid: null })) === 0) return;
@@ -474,7 +474,7 @@ describe('SqliteJobStore: query semantics match the memory store', () => {
     b.subscribe((change) => seenB.push(`${change.uuid}:${change.version}`));
     const job = orphan();
     await a.createJob(job);
-    await a.claimJobs({ nodeId: 'n', incarnation: 'i', jobNames: ['K'], limit: 1 });
+    await a.claimJobs({ nodeId: 'n', incarnation: 'i', jobNames: ['K'], limit: 1, scope: 'orphans' });
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(seenA).toEqual([`${job.uuid}:1`, `${job.uuid}:2`]);
     expect(seenB).toEqual([]);
