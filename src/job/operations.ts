@@ -65,6 +65,8 @@ export async function cancelJob(core: ManagerCore, uuid: string): Promise<LongJo
     if (kind !== undefined && !kind.supportsCancel) throw notSupported(uuid, current.jobName, 'cancel');
     const state = nextLongJobState(current.state, 'canceling', uuid);
     const changes: JobChanges = { state, lastOpDate: nowIso() };
+    // A suspended job's result is why it was suspended; the cancel writes its own.
+    if (current.state === 'Suspended') changes.jobResult = null;
     if (isFinalState(state)) {
       Object.assign(changes, finalChanges(current), {
         jobResult: current.jobResult ?? JSON.stringify(serializeError(canceledError(uuid))),
