@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { FlowChain, FlowChainError, MemoryJobStore, type JobKind, type LongJob, type StoredJob } from '../../src/index.js';
+import {
+  FlowChain,
+  FlowChainError,
+  MemoryJobStore,
+  type Flow,
+  type JobKind,
+  type LongJob,
+  type StoredJob,
+} from '../../src/index.js';
 import { deferred, makeManager, resultOf, until } from './helpers.js';
 
 /*
@@ -29,6 +37,22 @@ async function checkpointOf(store: MemoryJobStore, uuid: string): Promise<Record
 /** Status values of a checkpoint (src/flow/run.ts `Status`). */
 const DONE = 2;
 const ROLLED_BACK = 6;
+
+
+/** A flow that logs `run <name>` and completes at once, and logs `rollback <name>` when undone. */
+function loggedNext(log: string[], name: string): Flow<Record<string, unknown>> {
+  return {
+    name,
+    run(t) {
+      log.push(`run ${name}`);
+      t.next();
+    },
+    rollback(t) {
+      log.push(`rollback ${name}`);
+      t.rollback();
+    },
+  };
+}
 
 describe('J8 a rolling restart with the same nodeId (e_steal, e2_steal_defaults)', () => {
   it('J8 an old process with the same nodeId never takes back the jobs its successor reclaimed', async () => {
@@ -340,17 +364,7 @@ describe('J10 durable chains: cancel and suspend/resume (d2_cancel_takeover, k_i
     return {
       chain: () =>
         new FlowChain<Record<string, unknown>>({ name: 'c', data: {} })
-          .flow({
-            name: 'a',
-            run(t) {
-              log.push('run a');
-              t.next();
-            },
-            rollback(t) {
-              log.push('rollback a');
-              t.rollback();
-            },
-          })
+          .flow(loggedNext(log, 'a'))
           .flow({
             name: 'b',
             run(t) {
@@ -687,17 +701,7 @@ describe('J10 durable chains: data, extensions and corrupt checkpoints (c_bigint
     jobs.register('K', {
       chain: () =>
         new FlowChain<Record<string, unknown>>({ name: 'c', data: {} })
-          .flow({
-            name: 'a',
-            run(t) {
-              log.push('run a');
-              t.next();
-            },
-            rollback(t) {
-              log.push('rollback a');
-              t.rollback();
-            },
-          })
+          .flow(loggedNext(log, 'a'))
           .flow({
             name: 'b',
             run(t, d) {
