@@ -48,16 +48,10 @@ export interface PgNotificationLike {
  * }
  * ```
  */
-export interface PgClientLike {
+export interface PgClientLike extends ListenClient {
   query(text: string, values?: unknown[]): Promise<PgQueryResultLike>;
   /** Returns the client to its pool; `true` or an error destroys its connection instead. */
   release(destroy?: Error | boolean): void;
-  on(event: 'notification', listener: (message: PgNotificationLike) => void): unknown;
-  on(event: 'error', listener: (error: Error) => void): unknown;
-  on(event: 'end', listener: () => void): unknown;
-  removeListener(event: 'notification', listener: (message: PgNotificationLike) => void): unknown;
-  removeListener(event: 'error', listener: (error: Error) => void): unknown;
-  removeListener(event: 'end', listener: () => void): unknown;
 }
 
 /**
@@ -81,10 +75,15 @@ export interface OwnedPgPool extends PgPoolLike {
 }
 
 /** A stand-alone client: the store's dedicated LISTEN connection. @internal */
-export interface StandalonePgClient {
+export interface StandalonePgClient extends ListenClient {
   connect(): Promise<unknown>;
   query(text: string, values?: unknown[]): Promise<PgQueryResultLike>;
   end(): Promise<void>;
+}
+
+/** The events and queries the listener uses; pg's `Client` and `PoolClient` both have them. @internal */
+export interface ListenClient {
+  query(text: string): Promise<PgQueryResultLike>;
   on(event: 'notification', listener: (message: PgNotificationLike) => void): unknown;
   on(event: 'error', listener: (error: Error) => void): unknown;
   on(event: 'end', listener: () => void): unknown;

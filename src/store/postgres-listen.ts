@@ -1,4 +1,4 @@
-import type { PgNotificationLike, PgQueryResultLike } from './postgres-driver.js';
+import type { ListenClient, PgNotificationLike } from './postgres-driver.js';
 import { quoteIdent } from './postgres-sql.js';
 
 /*
@@ -9,16 +9,7 @@ import { quoteIdent } from './postgres-sql.js';
  * manager's polling covers them.
  */
 
-/** The events and queries the listener uses; pg's `Client` and `PoolClient` both have them. @internal */
-export interface ListenClient {
-  query(text: string): Promise<PgQueryResultLike>;
-  on(event: 'notification', listener: (message: PgNotificationLike) => void): unknown;
-  on(event: 'error', listener: (error: Error) => void): unknown;
-  on(event: 'end', listener: () => void): unknown;
-  removeListener(event: 'notification', listener: (message: PgNotificationLike) => void): unknown;
-  removeListener(event: 'error', listener: (error: Error) => void): unknown;
-  removeListener(event: 'end', listener: () => void): unknown;
-}
+export type { ListenClient };
 
 /** A connection the listener holds exclusively. @internal */
 export interface ListenConnection {
