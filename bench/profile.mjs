@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // CPU profile of the flowchain hot path (not part of `npm run bench`).
 //
-//   npx tsup && node bench/profile.mjs [--style=promise|callback] [--n=1000] [--fail] [--seconds=4]
+//   npx tsup && node bench/profile.mjs [--style=promise|callback] [--n=1000] [--fail] [--seconds=4] [--mixed]
 //
+// --mixed first runs both styles, short and failing chains, as a full run does before the
+// measured case, so that the profile shows the engine with the type feedback it has there.
 // Runs chains of n flows back to back for the given time in a child process under
 // `node --cpu-prof`, then prints the functions with the most self time, mapped back to
 // src/ through dist's source map. The .cpuprofile is kept in bench/results/profiles/
@@ -29,6 +31,15 @@ const seconds = Number(args.seconds ?? 4);
 const library = style === 'callback' ? 'flowchain-cb' : style === 'promise' ? 'flowchain' : style;
 
 if (args.child) {
+  if (args.mixed) {
+    // As in a full `npm run bench`: the other style, short chains and failing chains ran
+    // first in the same process, so the engine's call sites carry their feedback too.
+    for (const [name, size, failAt] of [['flowchain', 10, -1], ['flowchain', 1000, -1], ['flowchain-cb', 10, -1], ['flowchain', 100, 99], ['flowchain-cb', 100, 99]]) {
+      const other = adapterByName(name);
+      const warm = other.create(await other.load(), buildSteps(other.style, size, { failAt }));
+      for (let k = 0; k < 300; k++) await Promise.resolve(warm.run(newCtx(false))).catch(() => {});
+    }
+  }
   const adapter = adapterByName(library);
   const instance = adapter.create(await adapter.load(), buildSteps(adapter.style, n, { failAt: fail ? n - 1 : -1 }));
   const expected = expectedOutcome(n, fail ? n - 1 : -1, adapter.rollsBackFailing);

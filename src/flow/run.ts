@@ -127,6 +127,12 @@ export class ChainRun<Data> implements StepHost {
   private current: FlowStep | RollbackStep | undefined;
   private driving: boolean;
   private checkpointing: boolean;
+  /** The chain has a marshaller or a preCheck (fixed once it starts). */
+  private readonly screened: boolean;
+  /** options.preciseTiming: stamp every outcome, not once per turn. */
+  private readonly precise: boolean;
+  /** The timeout of a flow that sets none: the chain's, or its parent's for a nested run. */
+  private readonly flowTimeoutMs: number;
   private onWatchFulfilled: ((value: unknown) => void) | undefined;
   private onWatchRejected: ((error: unknown) => void) | undefined;
   private cold: Cold<Data> | undefined;
@@ -146,15 +152,10 @@ export class ChainRun<Data> implements StepHost {
   ) {
     const n = flows.length;
     const options = chain.options;
-    const slots = new Array<number>(2 * n + 2);
+    const slots = freshSlots(n);
     const startedAt = options.preciseTiming ? preciseNow() : now();
-    // The first store is a double, so the array holds doubles from the start.
     slots[2 * n] = startedAt;
     slots[2 * n + 1] = startedAt;
-    for (let i = 0; i < n; i++) {
-      slots[2 * i] = Status.NOT_RUN;
-      slots[2 * i + 1] = Number.NaN;
-    }
     this.slots = slots;
     this.error = undefined;
     this.index = 0;
@@ -163,6 +164,9 @@ export class ChainRun<Data> implements StepHost {
     this.current = undefined;
     this.driving = false;
     this.checkpointing = false;
+    const ext = chain.ext;
+    this.screened = ext !== undefined && (ext.marshaller !== undefined || ext.preCheck !== undefined);
+    this.precise = options.preciseTiming;
     this.onWatchFulfilled = undefined;
     this.onWatchRejected = undefined;
     this.cold = undefined;
@@ -171,6 +175,7 @@ export class ChainRun<Data> implements StepHost {
       cold.inheritedTimeoutMs = inherited.timeoutMs;
       cold.inheritedRollbackTimeoutMs = inherited.rollbackTimeoutMs;
     }
+    this.flowTimeoutMs = this.timeoutMs;
   }
 
   /** The number of flows. */
@@ -398,21 +403,81 @@ export class ChainRun<Data> implements StepHost {
     }
   }
 
-  /** Advances one flow; returns false when it must wait for something asynchronous. */
+  /**
+   * Runs flows while they complete synchronously; returns false when it must wait for
+   * something asynchronous, true when the phase changed.
+   *
+   * This loop, the shared promise reactions and a callback flow's next() are the hot path.
+   * They are kept small, everything rare a call away, because V8 inlines by bytecode size
+   * and with a budget per optimized function: a promise flow's reaction inlines drive(),
+   * this loop and the loop's own callees, and a large rare branch anywhere on that path
+   * would use up the budget and leave the common calls un-inlined.
+   */
   private forward(): boolean {
+    const flows = this.flows;
+    const n = flows.length;
+    for (;;) {
+      if (this.cold !== undefined) {
+        const stop = this.interrupted();
+        if (stop !== undefined) return stop;
+      }
+      const i = this.index;
+      if (i >= n) return this.reachedEnd();
+      let flow = flows[i] as Flow<Data>;
+      if (this.stage !== STAGE_PRECHECK || this.screened || flow.skip !== undefined) {
+        const verdict = this.screen(i);
+        if (verdict !== undefined) return verdict;
+        flow = flows[i] as Flow<Data>; // the marshaller may have replaced it
+      }
+      if (this.hooks !== undefined) this.hooks.beforeStep?.(this as ChainRun<unknown>, i);
+      // The flow's status stays NOT_RUN while it runs: `current` says which one is running.
+      const step = new FlowStep(this, i);
+      this.current = step;
+      if (this.listening()) this.emitAt('flow:start', i);
+      let result: unknown;
+      try {
+        result = flow.run(step, this.data);
+      } catch (error) {
+        step.threw(error);
+        return !this.checkpointing;
+      }
+      if (step.state !== PENDING) {
+        // Completed by an explicit call. A callback flow returns nothing; a promise that
+        // settles after the call is ignored (F3).
+        if (result !== undefined) silence(result);
+        if (this.checkpointing) return false;
+        if (this.phase !== FORWARD) return true;
+        continue;
+      }
+      if (result !== undefined) this.watch(step, result);
+      const timeoutMs = flow.timeoutMs ?? this.flowTimeoutMs;
+      if (timeoutMs > 0 && step.pending) step.armTimeout(timeoutMs);
+      return false;
+    }
+  }
+
+  /** A halted or canceled run stops before the next flow: what forward() returns, or undefined. */
+  private interrupted(): boolean | undefined {
+    const cold = this.cold as Cold<Data>;
+    if (cold.halted) return this.stopHalted();
+    if (cold.canceled) return this.failAt(this.index, this.canceledError());
+    return undefined;
+  }
+
+  /** Every flow has run: a recorded setError() still fails the chain (F-setError). */
+  private reachedEnd(): boolean {
     const cold = this.cold;
-    if (cold !== undefined) {
-      if (cold.halted) return this.stopHalted();
-      if (cold.canceled) return this.failAt(this.index, this.canceledError());
-    }
-    const i = this.index;
-    if (i >= this.n) {
-      if (cold !== undefined && cold.setErrorIndex >= 0) this.error = this.setErrorFailure(cold);
-      this.phase = FINISHING;
-      return true;
-    }
-    const chain = this.chain;
-    const ext = chain.ext;
+    if (cold !== undefined && cold.setErrorIndex >= 0) this.error = this.setErrorFailure(cold);
+    this.phase = FINISHING;
+    return true;
+  }
+
+  /**
+   * What comes before flow `i` runs: the chain's marshaller and preCheck, then the flow's
+   * skip(). Returns undefined when the flow is to run now, else what forward() returns.
+   */
+  private screen(i: number): boolean | undefined {
+    const ext = this.chain.ext;
     if (this.stage === STAGE_PRECHECK && ext !== undefined) {
       const marshaller = ext.marshaller;
       if (marshaller !== undefined) {
@@ -430,7 +495,7 @@ export class ChainRun<Data> implements StepHost {
           // An invalid replacement fails this flow; thrown from here it would escape into
           // the previous flow's next() (or start()) and leave the chain running forever.
           try {
-            this.flows[i] = chain.checkFlow(replacement, 'marshaller result');
+            this.flows[i] = this.chain.checkFlow(replacement, 'marshaller result');
           } catch (error) {
             return this.failAt(i, this.flowFailure(i, error, 'its marshaller returned an invalid flow'));
           }
@@ -461,28 +526,7 @@ export class ChainRun<Data> implements StepHost {
       if (skip === true) return this.skipped(i);
     }
     this.stage = STAGE_PRECHECK;
-
-    const hooks = this.hooks;
-    if (hooks !== undefined) hooks.beforeStep?.(this as ChainRun<unknown>, i);
-    // The flow's status stays NOT_RUN while it runs: `current` says which one is running.
-    const step = new FlowStep(this, i);
-    this.current = step;
-    if (this.listening()) chain.emitSafe('flow:start', this.nameOf(i), i);
-    let result: unknown;
-    try {
-      result = flow.run(step, this.data);
-    } catch (error) {
-      step.threw(error);
-      return !this.checkpointing;
-    }
-    if (step.state !== PENDING) {
-      if (isThenable(result)) silence(result);
-      return !this.checkpointing;
-    }
-    if (isThenable(result)) this.watch(step, result);
-    const timeoutMs = flow.timeoutMs ?? this.timeoutMs;
-    if (timeoutMs > 0 && step.pending) step.armTimeout(timeoutMs);
-    return false;
+    return undefined;
   }
 
   /** Unwinds one flow; returns false when it must wait. */
@@ -507,7 +551,7 @@ export class ChainRun<Data> implements StepHost {
     const step = new RollbackStep(this, j);
     this.current = step;
     this.slots[2 * j] = Status.ROLLING_BACK;
-    if (this.listening()) this.chain.emitSafe('rollback:start', this.nameOf(j), j);
+    if (this.listening()) this.emitAt('rollback:start', j);
     let result: unknown;
     try {
       result = (flow as Flow<Data> & Required<Pick<Flow<Data>, 'rollback'>>).rollback(step, this.data);
@@ -516,10 +560,10 @@ export class ChainRun<Data> implements StepHost {
       return !this.checkpointing;
     }
     if (!step.pending) {
-      if (isThenable(result)) silence(result);
+      if (result !== undefined) silence(result);
       return !this.checkpointing;
     }
-    if (isThenable(result)) this.watch(step, result);
+    if (result !== undefined) this.watch(step, result);
     if (this.rollbackTimeoutMs > 0 && step.pending && !isCompositeFlow(flow as Flow<Data>)) {
       step.armTimeout(this.rollbackTimeoutMs);
     }
@@ -534,7 +578,8 @@ export class ChainRun<Data> implements StepHost {
    * stale; until that stale promise settles, and the shared reaction discounts it, later
    * steps fall back to reactions of their own.
    */
-  private watch(step: FlowStep | RollbackStep, result: PromiseLike<unknown>): void {
+  private watch(step: FlowStep | RollbackStep, result: unknown): void {
+    if (!isThenable(result)) return;
     const cold = this.cold;
     if (cold !== undefined && cold.staleWatches !== 0) {
       step.watch(result);
@@ -549,6 +594,24 @@ export class ChainRun<Data> implements StepHost {
   }
 
   private watchFulfilled(): void {
+    if (this.cold === undefined && this.hooks === undefined && this.phase === FORWARD) {
+      // The common case, inlined: no followed promise is stale (there is no cold state), so
+      // this is the current step's, a forward flow's, fulfilled, with nothing else to do.
+      const step = this.current as FlowStep;
+      step.state = COMPLETED;
+      const i = step.index;
+      this.current = undefined;
+      // stamp(), inlined by hand: a call that returns a double boxes it, an allocation per flow.
+      const slots = this.slots;
+      const time = this.precise ? preciseNow() : now();
+      slots[2 * this.flows.length + 1] = time;
+      slots[2 * i + 1] = time;
+      slots[2 * i] = Status.DONE;
+      this.index = i + 1;
+      if (this.listening()) this.emitAt('flow:done', i);
+      this.drive();
+      return;
+    }
     this.watchSettled(true, undefined);
   }
 
@@ -563,20 +626,7 @@ export class ChainRun<Data> implements StepHost {
       return;
     }
     // No followed promise is stale, so this is the current step's.
-    const step = this.current as FlowStep | RollbackStep;
-    if (ok && cold === undefined && this.hooks === undefined && step instanceof FlowStep) {
-      // The common case, inlined: a forward flow's promise fulfilled, nothing else to do.
-      step.state = COMPLETED;
-      const i = step.index;
-      this.current = undefined;
-      this.slots[2 * i + 1] = this.stamp();
-      this.slots[2 * i] = Status.DONE;
-      this.index = i + 1;
-      if (this.listening()) this.chain.emitSafe('flow:done', this.nameOf(i), i);
-      this.drive();
-      return;
-    }
-    step.settleWatched(ok, error);
+    (this.current as FlowStep | RollbackStep).settleWatched(ok, error);
   }
 
   // ---- outcomes ---------------------------------------------------------------------
@@ -589,7 +639,7 @@ export class ChainRun<Data> implements StepHost {
       this.current = undefined;
       // Synchronous: the outcome came in the previous boundary's turn; its time stays NaN and
       // the trace reads it as that boundary's (see stamp()).
-      if (this.chain.options.preciseTiming) this.slots[2 * i + 1] = this.stamp();
+      if (this.precise) this.slots[2 * i + 1] = this.stamp();
       this.slots[2 * i] = Status.DONE;
       this.index = i + 1;
       return;
@@ -600,12 +650,12 @@ export class ChainRun<Data> implements StepHost {
   private flowSettledSlow(step: FlowStep, ok: boolean, error: unknown): void {
     const i = step.index;
     this.current = undefined;
-    if (!this.driving || this.chain.options.preciseTiming) this.slots[2 * i + 1] = this.stamp();
+    if (!this.driving || this.precise) this.slots[2 * i + 1] = this.stamp();
     const cold = this.cold;
     if (ok && cold === undefined && this.hooks === undefined) {
       this.slots[2 * i] = Status.DONE;
       this.index = i + 1;
-      if (this.listening()) this.chain.emitSafe('flow:done', this.nameOf(i), i);
+      if (this.listening()) this.emitAt('flow:done', i);
       if (!this.driving) this.drive();
       return;
     }
@@ -627,7 +677,7 @@ export class ChainRun<Data> implements StepHost {
     const emitting = this.listening();
     if (ok) {
       this.slots[2 * i] = Status.DONE;
-      if (emitting) this.chain.emitSafe('flow:done', this.nameOf(i), i);
+      if (emitting) this.emitAt('flow:done', i);
       if (cold !== undefined && cold.canceled) this.failAt(i, this.canceledError());
       else this.index = i + 1;
     } else {
@@ -659,7 +709,7 @@ export class ChainRun<Data> implements StepHost {
     }
     if (ok) {
       this.slots[2 * j] = Status.ROLLED_BACK;
-      if (this.listening()) this.chain.emitSafe('rollback:done', this.nameOf(j), j);
+      if (this.listening()) this.emitAt('rollback:done', j);
     } else {
       this.slots[2 * j] = Status.ROLLBACK_FAILED;
       const failure = new FlowChainError(
@@ -727,7 +777,7 @@ export class ChainRun<Data> implements StepHost {
     this.slots[2 * i + 1] = this.stamp();
     this.stage = STAGE_PRECHECK;
     this.index = i + 1;
-    if (this.listening()) this.chain.emitSafe('flow:skip', this.nameOf(i), i);
+    if (this.listening()) this.emitAt('flow:skip', i);
     return true;
   }
 
@@ -937,16 +987,53 @@ export class ChainRun<Data> implements StepHost {
    * would return anyway) instead of reading the clock; `preciseTiming` always reads it.
    */
   private stamp(): number {
-    const last = 2 * this.n + 1;
-    const precise = this.chain.options.preciseTiming;
-    if (this.driving && !precise) return this.slots[last] as number;
-    return (this.slots[last] = precise ? preciseNow() : now());
+    const last = 2 * this.flows.length + 1;
+    if (this.precise) return (this.slots[last] = preciseNow());
+    if (this.driving) return this.slots[last] as number;
+    return (this.slots[last] = now());
+  }
+
+  /** Emits a flow event (someone listens). */
+  private emitAt(event: 'flow:start' | 'flow:done' | 'flow:skip' | 'rollback:start' | 'rollback:done', index: number): void {
+    this.chain.emitSafe(event, this.nameOf(index), index);
   }
 
   private listening(): boolean {
     // eventemitter3 keeps a listener count; reading it keeps emission free when nobody listens.
     return (this.chain as unknown as { _eventsCount: number })._eventsCount !== 0;
   }
+}
+
+/**
+ * Fresh slots start as copies of this: NOT_RUN and NaN for each flow, in a packed array of
+ * doubles, so that a run's slots are one `slice()` (a block copy) rather than a loop of
+ * stores, the element kind converted on the way. Grown to the longest chain seen, up to
+ * TEMPLATE_FLOWS flows; longer chains (rare, and long enough to amortise it) fill a loop.
+ */
+let slotTemplate: number[] = [Number.NaN, Number.NaN];
+const TEMPLATE_FLOWS = 4096;
+
+/** Slots for `n` flows: NOT_RUN and NaN per flow, then two NaNs for the run's own times. */
+function freshSlots(n: number): number[] {
+  const length = 2 * n + 2;
+  if (length <= slotTemplate.length) return slotTemplate.slice(0, length);
+  if (n <= TEMPLATE_FLOWS) {
+    const template = new Array<number>(length);
+    template[0] = Number.NaN; // a double first, so the array holds doubles from the start
+    for (let i = 0; i < length; i += 2) {
+      template[i] = Status.NOT_RUN;
+      template[i + 1] = Number.NaN;
+    }
+    slotTemplate = template.slice(); // packed, from the holey array the constructor made
+    return template;
+  }
+  const slots = new Array<number>(length);
+  slots[0] = Number.NaN;
+  for (let i = 0; i < length; i += 2) {
+    slots[i] = Status.NOT_RUN;
+    slots[i + 1] = Number.NaN;
+  }
+  return slots;
 }
 
 /** An array of `n` copies of `value`; a loop beats `fill()` for the short arrays most chains have. */
@@ -969,8 +1056,9 @@ class Rejection<Data> implements PromiseLike<Data> {
   }
 }
 
-function silence(result: PromiseLike<unknown>): void {
-  result.then(undefined, noop);
+/** Ignores a value's rejection, if it is a thenable (its outcome no longer matters). */
+function silence(result: unknown): void {
+  if (isThenable(result)) result.then(undefined, noop);
 }
 
 function noop(): void {}
