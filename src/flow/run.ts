@@ -38,10 +38,14 @@ const ROLLBACK = 1;
 const FINISHING = 2;
 const ENDED = 3;
 
-/** Where a flow stands before it runs: marshal + preCheck, then skip, then run. */
+/**
+ * Where a flow stands before it runs: marshal + preCheck, then skip, then run. A chain with
+ * neither a marshaller nor a preCheck starts each flow at READY: only a `skip` to look at.
+ */
 const STAGE_PRECHECK = 0;
 const STAGE_SKIP = 1;
 const STAGE_RUN = 2;
+const STAGE_READY = 3;
 
 /**
  * Marks a flow that unwinds other flows (a nested chain, a parallel group). Each inner
@@ -127,12 +131,6 @@ export class ChainRun<Data> implements StepHost {
   private current: FlowStep | RollbackStep | undefined;
   private driving: boolean;
   private checkpointing: boolean;
-  /** The chain has a marshaller or a preCheck (fixed once it starts). */
-  private readonly screened: boolean;
-  /** options.preciseTiming: stamp every outcome, not once per turn. */
-  private readonly precise: boolean;
-  /** The timeout of a flow that sets none: the chain's, or its parent's for a nested run. */
-  private readonly flowTimeoutMs: number;
   private onWatchFulfilled: ((value: unknown) => void) | undefined;
   private onWatchRejected: ((error: unknown) => void) | undefined;
   private cold: Cold<Data> | undefined;
@@ -159,14 +157,11 @@ export class ChainRun<Data> implements StepHost {
     this.slots = slots;
     this.error = undefined;
     this.index = 0;
-    this.stage = STAGE_PRECHECK;
+    this.stage = this.firstStage();
     this.phase = FORWARD;
     this.current = undefined;
     this.driving = false;
     this.checkpointing = false;
-    const ext = chain.ext;
-    this.screened = ext !== undefined && (ext.marshaller !== undefined || ext.preCheck !== undefined);
-    this.precise = options.preciseTiming;
     this.onWatchFulfilled = undefined;
     this.onWatchRejected = undefined;
     this.cold = undefined;
@@ -175,7 +170,6 @@ export class ChainRun<Data> implements StepHost {
       cold.inheritedTimeoutMs = inherited.timeoutMs;
       cold.inheritedRollbackTimeoutMs = inherited.rollbackTimeoutMs;
     }
-    this.flowTimeoutMs = this.timeoutMs;
   }
 
   /** The number of flows. */
@@ -424,7 +418,7 @@ export class ChainRun<Data> implements StepHost {
       const i = this.index;
       if (i >= n) return this.reachedEnd();
       let flow = flows[i] as Flow<Data>;
-      if (this.stage !== STAGE_PRECHECK || this.screened || flow.skip !== undefined) {
+      if (this.stage !== STAGE_READY || flow.skip !== undefined) {
         const verdict = this.screen(i);
         if (verdict !== undefined) return verdict;
         flow = flows[i] as Flow<Data>; // the marshaller may have replaced it
@@ -450,7 +444,7 @@ export class ChainRun<Data> implements StepHost {
         continue;
       }
       if (result !== undefined) this.watch(step, result);
-      const timeoutMs = flow.timeoutMs ?? this.flowTimeoutMs;
+      const timeoutMs = flow.timeoutMs ?? this.timeoutMs;
       if (timeoutMs > 0 && step.pending) step.armTimeout(timeoutMs);
       return false;
     }
@@ -525,8 +519,14 @@ export class ChainRun<Data> implements StepHost {
       if (isThenable(skip)) return this.wait(skip, STAGE_SKIP);
       if (skip === true) return this.skipped(i);
     }
-    this.stage = STAGE_PRECHECK;
+    this.stage = this.firstStage();
     return undefined;
+  }
+
+  /** Where each flow starts: at its marshaller and preCheck if the chain has either. */
+  private firstStage(): number {
+    const ext = this.chain.ext;
+    return ext !== undefined && (ext.marshaller !== undefined || ext.preCheck !== undefined) ? STAGE_PRECHECK : STAGE_READY;
   }
 
   /** Unwinds one flow; returns false when it must wait. */
@@ -603,7 +603,7 @@ export class ChainRun<Data> implements StepHost {
       this.current = undefined;
       // stamp(), inlined by hand: a call that returns a double boxes it, an allocation per flow.
       const slots = this.slots;
-      const time = this.precise ? preciseNow() : now();
+      const time = this.chain.options.preciseTiming ? preciseNow() : now();
       slots[2 * this.flows.length + 1] = time;
       slots[2 * i + 1] = time;
       slots[2 * i] = Status.DONE;
@@ -639,7 +639,7 @@ export class ChainRun<Data> implements StepHost {
       this.current = undefined;
       // Synchronous: the outcome came in the previous boundary's turn; its time stays NaN and
       // the trace reads it as that boundary's (see stamp()).
-      if (this.precise) this.slots[2 * i + 1] = this.stamp();
+      if (this.chain.options.preciseTiming) this.slots[2 * i + 1] = this.stamp();
       this.slots[2 * i] = Status.DONE;
       this.index = i + 1;
       return;
@@ -650,7 +650,7 @@ export class ChainRun<Data> implements StepHost {
   private flowSettledSlow(step: FlowStep, ok: boolean, error: unknown): void {
     const i = step.index;
     this.current = undefined;
-    if (!this.driving || this.precise) this.slots[2 * i + 1] = this.stamp();
+    if (!this.driving || this.chain.options.preciseTiming) this.slots[2 * i + 1] = this.stamp();
     const cold = this.cold;
     if (ok && cold === undefined && this.hooks === undefined) {
       this.slots[2 * i] = Status.DONE;
@@ -775,7 +775,7 @@ export class ChainRun<Data> implements StepHost {
   private skipped(i: number): boolean {
     this.slots[2 * i] = Status.SKIPPED;
     this.slots[2 * i + 1] = this.stamp();
-    this.stage = STAGE_PRECHECK;
+    this.stage = this.firstStage();
     this.index = i + 1;
     if (this.listening()) this.emitAt('flow:skip', i);
     return true;
@@ -812,7 +812,7 @@ export class ChainRun<Data> implements StepHost {
   private failAt(index: number, error: FlowChainError): boolean {
     this.more().rollbackBegan = this.stamp();
     this.error = error;
-    this.stage = STAGE_PRECHECK;
+    this.stage = this.firstStage();
     this.phase = ROLLBACK;
     this.more().rbIndex = this.chain.options.noRollback ? -1 : index;
     return true;
@@ -988,7 +988,7 @@ export class ChainRun<Data> implements StepHost {
    */
   private stamp(): number {
     const last = 2 * this.flows.length + 1;
-    if (this.precise) return (this.slots[last] = preciseNow());
+    if (this.chain.options.preciseTiming) return (this.slots[last] = preciseNow());
     if (this.driving) return this.slots[last] as number;
     return (this.slots[last] = now());
   }
