@@ -20,6 +20,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ADAPTERS, BASELINE, distUnderTest, ROOT } from './lib/adapters.mjs';
 import { snapshotDist } from './lib/snapshot.mjs';
 import { formatTables } from './lib/table.mjs';
+import { evaluateTargets, formatTargets } from './lib/targets.mjs';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 
@@ -210,13 +211,15 @@ async function main() {
   for (const table of tables.filter((t) => t.title !== undefined)) console.log(`\n${table.title}\n\n${table.text}`);
   if (notes.length > 0) console.log(`\n${notes.join('\n')}`);
   for (const warning of warnings) console.log(`\nWARNING: ${warning}`);
+  const targets = evaluateTargets(rows, libs);
+  console.log(`\nTargets (SPEC §5; reported, never asserted):\n${formatTargets(targets)}`);
   console.log('\nLibraries:');
   for (const lib of libraries) console.log(`- ${lib.name} ${lib.version}: ${lib.notes}`);
 
   const out = args.out ?? join(BENCH, 'results', args.mode === 'smoke' ? 'smoke.tmp.json' : 'latest.json');
   mkdirSync(dirname(out), { recursive: true });
   const clean = rows.map(({ cell, cellSuffix, hidden, table, ...row }) => row);
-  writeFileSync(out, `${JSON.stringify({ metadata: { ...meta, failures, warnings, notes }, libraries, rows: clean }, null, 2)}\n`);
+  writeFileSync(out, `${JSON.stringify({ metadata: { ...meta, failures, warnings, notes }, libraries, targets, rows: clean }, null, 2)}\n`);
   console.log(`\nJSON: ${relative(process.cwd(), out)}`);
 
   if (failures.length > 0) {

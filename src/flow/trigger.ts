@@ -37,15 +37,15 @@ interface StepExtra {
 /**
  * What every step (a flow's run or its rollback) shares: exactly-once completion, a lazily
  * created AbortSignal, and an optional timeout. It is the one object the hot path allocates
- * per step, so it holds three fields; everything rare lives in `extra`, made on demand.
+ * per step, so it holds four fields; everything rare lives in `extra`, made on demand.
  * @internal
  */
 abstract class Step {
-  // Set by FlowStep's and RollbackStep's own constructors (see there).
+  // Set by FlowStep's and RollbackStep's own constructors (see there); run and index never change.
   declare state: number;
   declare extra: StepExtra | undefined;
-  declare readonly run: StepHost;
-  declare readonly index: number;
+  declare run: StepHost;
+  declare index: number;
 
   get flowName(): string {
     return this.run.nameOf(this.index);
@@ -210,8 +210,8 @@ export class FlowStep implements FlowTrigger {
   constructor(run: StepHost, index: number) {
     this.state = PENDING;
     this.extra = undefined;
-    (this as { run: StepHost }).run = run;
-    (this as { index: number }).index = index;
+    this.run = run;
+    this.index = index;
   }
 
   next(): void {
@@ -244,8 +244,8 @@ export class RollbackStep implements RollbackTrigger {
   constructor(run: StepHost, index: number) {
     this.state = PENDING;
     this.extra = undefined;
-    (this as { run: StepHost }).run = run;
-    (this as { index: number }).index = index;
+    this.run = run;
+    this.index = index;
   }
 
   rollback(): void {
