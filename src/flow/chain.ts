@@ -174,10 +174,12 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
   /** Handlers and hooks, made when the first is set (most chains have none or few). @internal */
   ext: ChainExtensions<Data> | undefined;
   private chainName: string;
-  private list: Flow<Data>[];
+  /** The flows; once the chain starts, the run's (see ChainRun.flows). @internal */
+  list: Flow<Data>[];
   /** `list` is a frozen array from defineFlows(), shared with other chains: copy before editing. */
   private listShared: boolean;
-  private liveData: Data;
+  /** The data every flow shares; once the chain starts, the run's (see ChainRun.data). @internal */
+  liveData: Data;
   private readonly ownData: boolean;
   private started: boolean;
   private run: ChainRun<Data> | undefined;
@@ -418,7 +420,7 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
     captured.resolve = undefined;
     const ext = this.ext;
     if (ext?.error !== undefined) promise.then(undefined, noop);
-    const run = new ChainRun<Data>(this, this.liveData, this.list, resolve, undefined, hooks);
+    const run = new ChainRun<Data>(this, resolve, undefined, hooks);
     this.run = run;
     if (ext?.canceledBeforeStart !== undefined) run.cancel(ext.canceledBeforeStart.reason);
     run.begin(signal, resume);
@@ -442,8 +444,6 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
     this.liveData = data;
     const run = new ChainRun<Data>(
       this,
-      data,
-      this.list,
       trigger,
       parent.timeouts,
       parent.hooks?.idempotencyKey === undefined ? undefined : { idempotencyKey: parent.hooks.idempotencyKey },

@@ -33,6 +33,10 @@ export const Status = {
   ROLLBACK_FAILED: 7,
 } as const;
 
+/** ChainRun.busy bits. */
+const DRIVING = 1;
+const CHECKPOINTING = 2;
+
 const FORWARD = 0;
 const ROLLBACK = 1;
 const FINISHING = 2;
@@ -129,16 +133,14 @@ export class ChainRun<Data> implements StepHost {
   private stage: number;
   private phase: number;
   private current: FlowStep | RollbackStep | undefined;
-  private driving: boolean;
-  private checkpointing: boolean;
+  /** DRIVING and CHECKPOINTING bits (one field: a run is kept per in-flight chain). */
+  private busy: number;
   private onWatchFulfilled: ((value: unknown) => void) | undefined;
   private onWatchRejected: ((error: unknown) => void) | undefined;
   private cold: Cold<Data> | undefined;
 
   constructor(
     readonly chain: FlowChain<Data>,
-    readonly data: Data,
-    readonly flows: Flow<Data>[],
     /**
      * How the run reports its end: `start()`'s promise resolve (a failure resolves it with a
      * rejecting thenable, so the promise's reject function need not be kept: less memory per
@@ -148,7 +150,7 @@ export class ChainRun<Data> implements StepHost {
     inherited: { timeoutMs: number; rollbackTimeoutMs: number } | undefined,
     readonly hooks: RunHooks | undefined,
   ) {
-    const n = flows.length;
+    const n = chain.list.length;
     const options = chain.options;
     const slots = freshSlots(n);
     const startedAt = options.preciseTiming ? preciseNow() : now();
@@ -160,8 +162,7 @@ export class ChainRun<Data> implements StepHost {
     this.stage = this.firstStage();
     this.phase = FORWARD;
     this.current = undefined;
-    this.driving = false;
-    this.checkpointing = false;
+    this.busy = 0;
     this.onWatchFulfilled = undefined;
     this.onWatchRejected = undefined;
     this.cold = undefined;
@@ -170,6 +171,26 @@ export class ChainRun<Data> implements StepHost {
       cold.inheritedTimeoutMs = inherited.timeoutMs;
       cold.inheritedRollbackTimeoutMs = inherited.rollbackTimeoutMs;
     }
+  }
+
+  /** The live data, the chain's (a nested run's is its parent's). */
+  get data(): Data {
+    return this.chain.liveData;
+  }
+
+  /** The flows, the chain's list (fixed once it starts; a marshaller edits a copy of its own). */
+  get flows(): Flow<Data>[] {
+    return this.chain.list;
+  }
+
+  /** The driving loop is running (see drive()). */
+  private get driving(): boolean {
+    return (this.busy & DRIVING) !== 0;
+  }
+
+  /** A checkpoint write is in flight: the loop must not run on from unrecorded state. */
+  private get checkpointing(): boolean {
+    return (this.busy & CHECKPOINTING) !== 0;
   }
 
   /** The number of flows. */
@@ -376,7 +397,7 @@ export class ChainRun<Data> implements StepHost {
 
   drive(): void {
     if (this.driving) return;
-    this.driving = true;
+    this.busy |= DRIVING;
     try {
       for (;;) {
         const phase = this.phase;
@@ -393,7 +414,7 @@ export class ChainRun<Data> implements StepHost {
         }
       }
     } finally {
-      this.driving = false;
+      this.busy &= ~DRIVING;
     }
   }
 
@@ -732,10 +753,10 @@ export class ChainRun<Data> implements StepHost {
       const pending = hooks.afterStep(this as ChainRun<unknown>, index);
       if (isThenable(pending)) {
         // The loop must not run on from an outcome that is not recorded yet.
-        this.checkpointing = true;
+        this.busy |= CHECKPOINTING;
         pending.then(
           () => {
-            this.checkpointing = false;
+            this.busy &= ~CHECKPOINTING;
             this.drive();
           },
           (error: unknown) => this.checkpointFailed(error),
