@@ -174,12 +174,10 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
   /** Handlers and hooks, made when the first is set (most chains have none or few). @internal */
   ext: ChainExtensions<Data> | undefined;
   private chainName: string;
-  /** The flows; once the chain starts, the run's (see ChainRun.flows). @internal */
-  list: Flow<Data>[];
+  private list: Flow<Data>[];
   /** `list` is a frozen array from defineFlows(), shared with other chains: copy before editing. */
   private listShared: boolean;
-  /** The data every flow shares; once the chain starts, the run's (see ChainRun.data). @internal */
-  liveData: Data;
+  private liveData: Data;
   private readonly ownData: boolean;
   private started: boolean;
   private run: ChainRun<Data> | undefined;
@@ -222,6 +220,11 @@ export class FlowChain<Data = FlowData> extends EventEmitter<FlowChainEvents<Dat
   /** The live data object every flow and handler shares. */
   get data(): Data {
     return this.liveData;
+  }
+
+  /** The flow list itself, not a copy: once the chain starts, its run's (see ChainRun.flows). @internal */
+  get runFlows(): Flow<Data>[] {
+    return this.list;
   }
 
   /** The flows, in order (a copy). */

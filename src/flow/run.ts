@@ -150,7 +150,7 @@ export class ChainRun<Data> implements StepHost {
     inherited: { timeoutMs: number; rollbackTimeoutMs: number } | undefined,
     readonly hooks: RunHooks | undefined,
   ) {
-    const n = chain.list.length;
+    const n = chain.runFlows.length;
     const options = chain.options;
     const slots = freshSlots(n);
     const startedAt = options.preciseTiming ? preciseNow() : now();
@@ -175,12 +175,12 @@ export class ChainRun<Data> implements StepHost {
 
   /** The live data, the chain's (a nested run's is its parent's). */
   get data(): Data {
-    return this.chain.liveData;
+    return this.chain.data;
   }
 
   /** The flows, the chain's list (fixed once it starts; a marshaller edits a copy of its own). */
   get flows(): Flow<Data>[] {
-    return this.chain.list;
+    return this.chain.runFlows;
   }
 
   /** The driving loop is running (see drive()). */
@@ -464,9 +464,17 @@ export class ChainRun<Data> implements StepHost {
         if (this.phase !== FORWARD) return true;
         continue;
       }
-      if (result !== undefined) this.watch(step, result);
+      if (result !== undefined) {
+        this.watch(step, result);
+        // A thenable that is not a promise may call back from then() itself: done already.
+        if (!step.pending) {
+          if (this.checkpointing) return false;
+          if (this.phase !== FORWARD) return true;
+          continue;
+        }
+      }
       const timeoutMs = flow.timeoutMs ?? this.timeoutMs;
-      if (timeoutMs > 0 && step.pending) step.armTimeout(timeoutMs);
+      if (timeoutMs > 0) step.armTimeout(timeoutMs);
       return false;
     }
   }
@@ -584,8 +592,12 @@ export class ChainRun<Data> implements StepHost {
       if (result !== undefined) silence(result);
       return !this.checkpointing;
     }
-    if (result !== undefined) this.watch(step, result);
-    if (this.rollbackTimeoutMs > 0 && step.pending && !isCompositeFlow(flow as Flow<Data>)) {
+    if (result !== undefined) {
+      this.watch(step, result);
+      // A thenable that is not a promise may call back from then() itself: done already.
+      if (!step.pending) return !this.checkpointing;
+    }
+    if (this.rollbackTimeoutMs > 0 && !isCompositeFlow(flow as Flow<Data>)) {
       step.armTimeout(this.rollbackTimeoutMs);
     }
     return false;
@@ -602,7 +614,9 @@ export class ChainRun<Data> implements StepHost {
   private watch(step: FlowStep | RollbackStep, result: unknown): void {
     if (!isThenable(result)) return;
     const cold = this.cold;
-    if (cold !== undefined && cold.staleWatches !== 0) {
+    // Only a promise is sure to call back once, later: any other thenable gets reactions of
+    // its own, which guard their step (a second or late call back then changes nothing).
+    if (!(result instanceof Promise) || (cold !== undefined && cold.staleWatches !== 0)) {
       step.watch(result);
       return;
     }

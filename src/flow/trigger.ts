@@ -87,16 +87,24 @@ abstract class Step {
     this.state = WATCHED;
   }
 
-  /** Follows the step's promise with reactions of its own (the rare path). */
+  /**
+   * Follows the step's thenable with reactions of its own (the rare path). They guard the
+   * step, so a thenable that calls back twice, or from then() itself, completes it once;
+   * a then() that throws fails it, as `await` would.
+   */
   watch(result: PromiseLike<unknown>): void {
-    result.then(
-      () => {
-        if (this.pending) this.settle(COMPLETED, true, undefined);
-      },
-      (error: unknown) => {
-        if (this.pending) this.settle(COMPLETED, false, error);
-      },
-    );
+    try {
+      result.then(
+        () => {
+          if (this.pending) this.settle(COMPLETED, true, undefined);
+        },
+        (error: unknown) => {
+          if (this.pending) this.settle(COMPLETED, false, error);
+        },
+      );
+    } catch (error) {
+      if (this.pending) this.settle(COMPLETED, false, error);
+    }
   }
 
   /** The run's shared reaction saw this step's promise settle. */

@@ -386,3 +386,115 @@ describe('F3 exactly once: the first completion wins', () => {
     expect(late[0]?.[2].cause).toBe(thrown);
   });
 });
+
+describe('F2/F3 thenables that are not promises', () => {
+  /** A thenable that calls back from then() itself, with `outcome`, as some non-promise thenables do. */
+  function syncThenable(outcome: { ok: true } | { ok: false; error: unknown }): PromiseLike<void> {
+    return {
+      then(onFulfilled, onRejected) {
+        if (outcome.ok) onFulfilled?.(undefined);
+        else onRejected?.(outcome.error);
+        return this as unknown as PromiseLike<never>;
+      },
+    };
+  }
+
+  it('F2 a thenable that fulfils from then() itself completes its flow and the chain runs on', async () => {
+    const { log, ok } = recorder();
+    const chain = new FlowChain()
+      .flow({
+        name: 'a',
+        run: () => {
+          log.push('run:a');
+          return syncThenable({ ok: true });
+        },
+      })
+      .flow(ok('b'));
+
+    await chain.start();
+
+    expect(log).toEqual(['run:a', 'run:b']);
+    expect(chain.state).toBe('succeeded');
+    expect(chain.trace.map((flow) => flow.outcome)).toEqual(['done', 'done']);
+  });
+
+  it('F2 a thenable that rejects from then() itself fails its flow; rollbacks answering the same way unwind', async () => {
+    const boom = new Error('boom');
+    const log: string[] = [];
+    const flow = (name: string, outcome: { ok: true } | { ok: false; error: unknown }): Flow => ({
+      name,
+      run: () => {
+        log.push(`run:${name}`);
+        return syncThenable(outcome);
+      },
+      rollback: () => {
+        log.push(`rollback:${name}`);
+        return syncThenable({ ok: true });
+      },
+    });
+    const chain = new FlowChain().flow(flow('a', { ok: true })).flow(flow('b', { ok: false, error: boom }));
+
+    const error = await rejection(chain.start());
+
+    expect(log).toEqual(['run:a', 'run:b', 'rollback:b', 'rollback:a']);
+    expect(error).toMatchObject({ code: 'FLOW_FAILED', flowName: 'b', flowIndex: 1 });
+    expect(error.cause).toBe(boom);
+    expect(chain.trace.map((entry) => entry.outcome)).toEqual(['rolledBack', 'rolledBack']);
+  });
+
+  it('F3 a thenable that calls back twice (fulfil, then fulfil and reject again, later) completes its flow once', async () => {
+    const { log, ok } = recorder();
+    let callAgain: (() => void) | undefined;
+    const chain = new FlowChain()
+      .flow({
+        name: 'a',
+        run: () => {
+          log.push('run:a');
+          return {
+            then(onFulfilled: (value: unknown) => void, onRejected: (error: unknown) => void) {
+              onFulfilled(undefined);
+              callAgain = () => {
+                onFulfilled(undefined);
+                onRejected(new Error('late'));
+              };
+            },
+          } as unknown as PromiseLike<void>;
+        },
+      })
+      .flow({
+        name: 'b',
+        run: async () => {
+          log.push('run:b');
+          await turn();
+          callAgain?.(); // while b's own promise is the one followed
+          await turn();
+        },
+      })
+      .flow(ok('c'));
+
+    await chain.start();
+
+    expect(log).toEqual(['run:a', 'run:b', 'run:c']);
+    expect(chain.state).toBe('succeeded');
+  });
+
+  it('F2 a thenable whose then() throws fails its flow with that error', async () => {
+    const { log, ok } = recorder();
+    const broken = new Error('then() threw');
+    const chain = new FlowChain().flow(ok('a')).flow({
+      name: 'b',
+      run: () =>
+        ({
+          then() {
+            throw broken;
+          },
+        }) as unknown as PromiseLike<void>,
+    });
+
+    const error = await rejection(chain.start());
+
+    expect(log).toEqual(['run:a', 'rollback:a']);
+    expect(error).toMatchObject({ code: 'FLOW_FAILED', flowName: 'b' });
+    expect(error.cause).toBe(broken);
+  });
+});
