@@ -45,6 +45,12 @@ export interface JobManagerOptions {
   pollIntervalMs?: number;
   /** Extra time past a lease before a node is declared dead. @default 0 */
   reapGraceMs?: number;
+  /**
+   * How long a dead node's record stays in the registry (for `nodes.list()` and
+   * post-mortems) before a reaping node deletes it; its jobs were orphaned when it died.
+   * @default 86400000 (one day)
+   */
+  deadNodeRetentionMs?: number;
   /** Largest accepted `jobData`, in bytes of JSON. @default 1048576 */
   maxJobDataBytes?: number;
   /** A job taken over more times than this fails with `TAKEOVER_LIMIT_EXCEEDED` (poison job). @default 3 */
@@ -59,6 +65,7 @@ export interface ResolvedJobManagerOptions {
   readonly leaseTtlMs: number;
   readonly pollIntervalMs: number;
   readonly reapGraceMs: number;
+  readonly deadNodeRetentionMs: number;
   readonly maxJobDataBytes: number;
   readonly maxTakeovers: number;
   readonly claimBatchSize: number;

@@ -268,7 +268,7 @@ export class Liveness {
       const now = performance.now();
       if (nodes !== undefined && now - this.lastReap >= this.core.options.heartbeatIntervalMs) {
         this.lastReap = now;
-        const dead = await nodes.reap(this.core.options.reapGraceMs);
+        const dead = await nodes.reap(this.core.options.reapGraceMs, this.core.options.deadNodeRetentionMs);
         if (dead.length > 0) this.core.emitEvent('node:dead', dead);
       }
       if (this.restartPending) {

@@ -602,6 +602,7 @@ function resolveOptions(options: JobManagerOptions): ResolvedJobManagerOptions {
     leaseTtlMs,
     pollIntervalMs: number('pollIntervalMs', 1_000, 1),
     reapGraceMs: number('reapGraceMs', 0, 0),
+    deadNodeRetentionMs: number('deadNodeRetentionMs', 86_400_000, 0),
     maxJobDataBytes: number('maxJobDataBytes', 1_048_576, 1),
     maxTakeovers: number('maxTakeovers', 3, 0),
     claimBatchSize: number('claimBatchSize', 100, 1),

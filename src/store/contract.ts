@@ -162,10 +162,12 @@ export interface NodeRegistry {
   list(): Promise<NodeRecord[]>;
   /**
    * Marks alive incarnations whose lease ended more than `graceMs` ago dead, and orphans
-   * their unfinished jobs (owner cleared, epoch and version incremented). Returns the
-   * incarnations it marked dead.
+   * the unfinished jobs of every dead incarnation, and of any incarnation the registry does
+   * not know (owner cleared, epoch and version incremented). With `retainDeadMs`, it also
+   * deletes dead incarnations whose lease ended more than that long ago (their jobs are
+   * orphans by then). Returns the incarnations it marked dead.
    */
-  reap(graceMs: number): Promise<string[]>;
+  reap(graceMs: number, retainDeadMs?: number): Promise<string[]>;
 }
 
 /** A change notification: a hint to re-read, never the source of truth. */

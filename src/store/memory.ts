@@ -105,7 +105,7 @@ export class MemoryJobStore implements JobStore {
       heartbeat: (incarnation, leaseTtlMs) => this.heartbeat(incarnation, leaseTtlMs),
       leave: (incarnation) => this.leave(incarnation),
       list: () => this.listNodes(),
-      reap: (graceMs) => this.reap(graceMs),
+      reap: (graceMs, retainDeadMs) => this.reap(graceMs, retainDeadMs),
     };
   }
 
@@ -325,7 +325,7 @@ export class MemoryJobStore implements JobStore {
   private async leave(incarnation: string): Promise<void> {
     await this.before('leave');
     this.nodeEntries.delete(incarnation);
-    this.orphan(new Set([incarnation]));
+    this.orphan((owner) => owner === incarnation);
     await this.after('leave');
   }
 
@@ -334,31 +334,34 @@ export class MemoryJobStore implements JobStore {
     return this.inspectNodes();
   }
 
-  private async reap(graceMs: number): Promise<string[]> {
+  private async reap(graceMs: number, retainDeadMs: number | undefined): Promise<string[]> {
     await this.before('reap');
     const now = this.now();
     const newlyDead: string[] = [];
-    const dead = new Set<string>();
     for (const entry of this.nodeEntries.values()) {
       if (entry.record.state === 'alive' && entry.leaseUntilMs + graceMs < now) {
         entry.record.state = 'dead';
         newlyDead.push(entry.record.incarnation);
       }
-      if (entry.record.state === 'dead') dead.add(entry.record.incarnation);
     }
-    // Jobs of any dead incarnation (also one superseded by a restart) become orphans.
-    this.orphan(dead);
+    // Jobs of any dead incarnation (also one superseded by a restart), or of one the
+    // registry does not know, become orphans.
+    this.orphan((incarnation) => this.nodeEntries.get(incarnation)?.record.state !== 'alive');
+    if (retainDeadMs !== undefined) {
+      for (const [incarnation, entry] of this.nodeEntries) {
+        if (entry.record.state === 'dead' && entry.leaseUntilMs + retainDeadMs < now) this.nodeEntries.delete(incarnation);
+      }
+    }
     await this.after('reap');
     return newlyDead;
   }
 
-  /** Clears the owner of every unfinished job owned by one of `incarnations`. */
-  private orphan(incarnations: Set<string>): void {
-    if (incarnations.size === 0) return;
+  /** Clears the owner of every unfinished job whose incarnation `ownerGone` says is gone. */
+  private orphan(ownerGone: (incarnation: string) => boolean): void {
     const iso = new Date(this.now()).toISOString();
     for (const entry of this.jobs.values()) {
       const job = entry.job;
-      if (job.incarnation === null || !incarnations.has(job.incarnation) || isFinalState(job.state)) continue;
+      if (job.incarnation === null || isFinalState(job.state) || !ownerGone(job.incarnation)) continue;
       entry.job = {
         ...job,
         incarnation: null,

@@ -87,20 +87,29 @@ export class PostgresNodeRegistry implements NodeRegistry {
     });
   }
 
-  async reap(graceMs: number): Promise<string[]> {
+  async reap(graceMs: number, retainDeadMs?: number): Promise<string[]> {
     return this.store.write('reap', async (pool) => {
-      // One statement sees one snapshot, so the incarnations it marks dead are added to
-      // the ones already dead (including those a restart superseded) by hand.
+      // One statement sees one snapshot: the incarnations it marks dead still read as alive
+      // there, so they are taken out of the alive ones by hand. Jobs of any incarnation not
+      // alive (dead, superseded by a restart, or unknown to the registry) become orphans.
+      // The DELETE sees the rows dead before the statement; the UPDATE, the alive ones.
       const result = await pool.query(
         `WITH dead AS (
            UPDATE ${this.tables.nodes} SET state = 'dead'
             WHERE state = 'alive' AND lease_until + $2::double precision * interval '1 millisecond' < clock_timestamp()
            RETURNING incarnation, started_at),
-         orphaned AS (${orphanJobs(this.tables.jobs, 
-           `incarnation IN (SELECT incarnation FROM ${this.tables.nodes} WHERE state = 'dead' UNION ALL SELECT incarnation FROM dead)`,
-         )})
-         SELECT incarnation, (SELECT count(*) FROM orphaned) AS orphaned FROM dead ORDER BY started_at, incarnation`,
-        [this.channel, graceMs],
+         orphaned AS (${orphanJobs(
+           this.tables.jobs,
+           `(incarnation IS NOT NULL AND incarnation NOT IN (SELECT incarnation FROM ${this.tables.nodes} WHERE state = 'alive' EXCEPT SELECT incarnation FROM dead))`,
+         )}),
+         pruned AS (
+           DELETE FROM ${this.tables.nodes}
+            WHERE $3::double precision IS NOT NULL AND state = 'dead'
+              AND lease_until + $3::double precision * interval '1 millisecond' < clock_timestamp()
+           RETURNING incarnation)
+         SELECT incarnation, (SELECT count(*) FROM orphaned) AS orphaned, (SELECT count(*) FROM pruned) AS pruned
+           FROM dead ORDER BY started_at, incarnation`,
+        [this.channel, graceMs, retainDeadMs ?? null],
       );
       return result.rows.map((row) => row.incarnation as string);
     });

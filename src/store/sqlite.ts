@@ -154,7 +154,7 @@ export class SqliteJobStore implements JobStore {
       heartbeat: (incarnation, leaseTtlMs) => this.heartbeat(incarnation, leaseTtlMs),
       leave: (incarnation) => this.leave(incarnation),
       list: () => this.listNodes(),
-      reap: (graceMs) => this.reap(graceMs),
+      reap: (graceMs, retainDeadMs) => this.reap(graceMs, retainDeadMs),
     };
   }
 
@@ -426,7 +426,7 @@ export class SqliteJobStore implements JobStore {
     );
   }
 
-  private async reap(graceMs: number): Promise<string[]> {
+  private async reap(graceMs: number, retainDeadMs: number | undefined): Promise<string[]> {
     return this.connection.run('reap', () => {
       const { dead, orphaned } = this.connection.immediate(() => {
         const now = this.connection.now();
@@ -434,10 +434,15 @@ export class SqliteJobStore implements JobStore {
           `UPDATE flowchain_nodes SET state = 'dead'
             WHERE state = 'alive' AND lease_until_ms + ? < ? RETURNING rowid, incarnation`,
         ).all(graceMs, now.ms) as { rowid: number; incarnation: string }[];
-        // Jobs of any dead incarnation (also one superseded by a restart) become orphans.
-        const jobs = this.orphanJobs("incarnation IN (SELECT incarnation FROM flowchain_nodes WHERE state = 'dead')", {
-          iso: now.iso,
-        });
+        // Jobs of any dead incarnation (also one superseded by a restart), or of one the
+        // registry does not know, become orphans.
+        const jobs = this.orphanJobs(
+          `incarnation IS NOT NULL AND incarnation NOT IN (SELECT incarnation FROM flowchain_nodes WHERE state = 'alive')`,
+          { iso: now.iso },
+        );
+        if (retainDeadMs !== undefined) {
+          this.sql(`DELETE FROM flowchain_nodes WHERE state = 'dead' AND lease_until_ms + ? < ?`).run(retainDeadMs, now.ms);
+        }
         return { dead: rows.sort((a, b) => a.rowid - b.rowid).map((row) => row.incarnation), orphaned: jobs };
       });
       this.changed(orphaned);

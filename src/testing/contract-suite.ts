@@ -396,6 +396,45 @@ export function describeJobStoreContract<Store extends JobStore>(
         assert.ok(a2 !== undefined && Date.parse(a2.leaseUntil) > Date.parse(a2.heartbeatAt));
       });
 
+      test('reap orphans the unfinished jobs of an incarnation the registry does not know', async (store) => {
+        const nodes = store.nodes;
+        if (nodes === undefined) return;
+        await nodes.register({ nodeId: 'node-k', incarnation: 'k1', leaseTtlMs: 60_000 });
+        const stranded = makeStoredJob({ state: 'Running', managementNodeUuid: 'node-x', incarnation: 'x1', epoch: 5 });
+        const finished = makeStoredJob({ state: 'Failed', managementNodeUuid: 'node-x', incarnation: 'x1', epoch: 5 });
+        const alive = makeStoredJob({ state: 'Running', managementNodeUuid: 'node-k', incarnation: 'k1', epoch: 1 });
+        for (const job of [stranded, finished, alive]) await store.createJob(job);
+
+        assert.deepEqual(await nodes.reap(0), []);
+        const orphan = await store.getJob(stranded.uuid);
+        assert.equal(orphan?.incarnation, null);
+        assert.equal(orphan?.managementNodeUuid, null);
+        assert.equal(orphan?.epoch, 6);
+        assert.equal(orphan?.version, 2);
+        assert.deepEqual(await store.getJob(finished.uuid), finished);
+        assert.deepEqual(await store.getJob(alive.uuid), alive);
+      });
+
+      test('reap deletes dead incarnations only past retainDeadMs, and none without it', async (store) => {
+        const nodes = store.nodes;
+        if (nodes === undefined) return;
+        await nodes.register({ nodeId: 'node-d', incarnation: 'd1', leaseTtlMs: 100 });
+        await nodes.register({ nodeId: 'node-e', incarnation: 'e1', leaseTtlMs: 60_000 });
+        await sleep(300);
+        assert.deepEqual(await nodes.reap(0), ['d1']);
+        const incarnations = async (): Promise<string[]> => (await nodes.list()).map((n) => n.incarnation).sort();
+        // Dead, but kept: no retention given, then a retention longer than its death.
+        assert.deepEqual(await nodes.reap(0), []);
+        assert.deepEqual(await incarnations(), ['d1', 'e1']);
+        assert.deepEqual(await nodes.reap(0, 60_000), []);
+        assert.deepEqual(await incarnations(), ['d1', 'e1']);
+        // Its lease ended about 200 ms ago: a shorter retention deletes it; the alive one stays.
+        assert.deepEqual(await nodes.reap(0, 50), []);
+        assert.deepEqual(await incarnations(), ['e1']);
+        assert.equal(await nodes.heartbeat('d1', 60_000), false);
+        assert.equal(await nodes.heartbeat('e1', 60_000), true);
+      });
+
       test('a graceful leave removes the node and orphans its unfinished jobs', async (store) => {
         const nodes = store.nodes;
         if (nodes === undefined) return;

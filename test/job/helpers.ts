@@ -91,7 +91,7 @@ export function partitionable(store: JobStore): JobStore & { cut(): void; heal()
         heartbeat: guard((incarnation: string, ttl: number) => nodes.heartbeat(incarnation, ttl)),
         leave: guard((incarnation: string) => nodes.leave(incarnation)),
         list: guard(() => nodes.list()),
-        reap: guard((grace: number) => nodes.reap(grace)),
+        reap: guard((grace: number, retainDeadMs?: number) => nodes.reap(grace, retainDeadMs)),
       },
     });
   }

@@ -53,6 +53,8 @@ describe('J8 restart recovery on the same store', () => {
     const store = new MemoryJobStore();
     const finished = makeStoredJob({ jobName: 'Plain', state: 'Succeeded', managementNodeUuid: 'mn-1', incarnation: null });
     const otherNode = makeStoredJob({ jobName: 'Plain', state: 'Running', managementNodeUuid: 'mn-2', incarnation: 'mn-2-run' });
+    // mn-2 is alive: registered, its lease running.
+    await store.nodes.register({ nodeId: 'mn-2', incarnation: 'mn-2-run', leaseTtlMs: 60_000 });
     await store.createJob(finished);
     await store.createJob(otherNode);
     const { jobs } = makeManager({ store, nodeId: 'mn-1' });
@@ -60,6 +62,29 @@ describe('J8 restart recovery on the same store', () => {
     await jobs.start();
     await new Promise((resolve) => setTimeout(resolve, 60));
     expect(store.inspect()).toEqual([finished, otherNode]);
+  });
+
+  it('J8 a reaping node deletes dead nodes from the registry once deadNodeRetentionMs has passed', async () => {
+    const store = new MemoryJobStore();
+    await store.nodes.register({ nodeId: 'crashed', incarnation: 'crashed-run', leaseTtlMs: 30 });
+    const { jobs } = makeManager({ store, nodeId: 'mn-1', deadNodeRetentionMs: 100 });
+    await jobs.start();
+    await until(async () => (await store.nodes.list()).some((n) => n.incarnation === 'crashed-run' && n.state === 'dead'));
+    await until(async () => !(await store.nodes.list()).some((n) => n.incarnation === 'crashed-run'));
+    expect((await store.nodes.list()).map((n) => [n.nodeId, n.state])).toEqual([['mn-1', 'alive']]);
+  });
+
+  it('J8 a job owned by an incarnation the registry does not know is orphaned by a reap and taken over', async () => {
+    const store = new MemoryJobStore();
+    // As after a restore from a backup without the node registry: nobody would ever reap it.
+    const stranded = makeStoredJob({ jobName: 'Plain', state: 'Running', managementNodeUuid: 'gone', incarnation: 'gone-run', epoch: 4 });
+    await store.createJob(stranded);
+    const { jobs } = makeManager({ store, nodeId: 'mn-1' });
+    jobs.register('Plain', { start: async () => 'x', resume: async () => 'resumed' });
+    await jobs.start();
+    const done = await jobs.waitFor(stranded.uuid);
+    expect(done).toMatchObject({ state: 'Succeeded', managementNodeUuid: 'mn-1' });
+    expect(resultOf(done)).toBe('resumed');
   });
 
   it('J8 a job whose kind no live node knows waits, visibly, until a node that knows it claims it', async () => {

@@ -220,5 +220,6 @@ describe('R2 bad input at submit changes nothing', () => {
     expect(() => new JobManager({ leaseTtlMs: 1000, heartbeatIntervalMs: 500 })).toThrowError(/`leaseTtlMs` to be at least 3 × heartbeatIntervalMs \(1500\), got 1000/);
     expect(() => new JobManager({ pollIntervalMs: -1 })).toThrowError(/`pollIntervalMs`.*got -1/);
     expect(() => new JobManager({ nodeId: '' })).toThrowError(/`nodeId`/);
+    expect(() => new JobManager({ deadNodeRetentionMs: 1.5 })).toThrowError(/`deadNodeRetentionMs` to be an integer from 0 to 2147483647, got 1\.5/);
   });
 });
