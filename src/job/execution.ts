@@ -268,7 +268,18 @@ export class Context implements JobContext<unknown> {
       throw invalidArgument('percent', 'a number from 0 to 100', percent);
     }
     const detailText = detail === undefined ? null : toJsonText(detail, 'detail');
+    this.assertOwned('progress');
     await appendProgress(this.core, this.job, percent, detailText);
+  }
+
+  /** A run this node no longer owns (fenced off, taken over) writes nothing, progress included. */
+  private assertOwned(what: string): void {
+    if (!this.execution.abandoned) return;
+    throw new FlowChainError(
+      FlowChainErrorCode.OWNERSHIP_LOST,
+      `Job ${this.job.uuid} is no longer owned by node ${this.nodeId} (the node fenced itself off, or another node took the job over); its ${what} was not written.`,
+      { details: { uuid: this.job.uuid, nodeId: this.nodeId } },
+    );
   }
 
   async setResult(value: unknown): Promise<void> {
@@ -292,7 +303,7 @@ export class Context implements JobContext<unknown> {
       const total = Math.max(1, chain.flows.length);
       // 100 is written when the job succeeds, not when the last flow does.
       const percent = Math.min(99, Math.floor((100 * completed) / total));
-      if (percent <= reported) return;
+      if (percent <= reported || this.execution.abandoned) return;
       reported = percent;
       this.progressQueue = this.progressQueue
         .then(() => appendProgress(this.core, this.job, percent, null))

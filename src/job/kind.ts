@@ -24,7 +24,10 @@ export interface JobContext<JobData = unknown> {
   readonly signal: AbortSignal;
   /** The node running the job. */
   readonly nodeId: string;
-  /** Reports progress (0–100, with an optional JSON detail) under the job's `apiId` (J6). */
+  /**
+   * Reports progress (0–100, with an optional JSON detail) under the job's `apiId` (J6).
+   * Rejects with `OWNERSHIP_LOST`, writing nothing, once this node no longer owns the job.
+   */
   progress(percent: number, detail?: unknown): Promise<void>;
   /** Stores the job's result now; the first result written wins (J5). */
   setResult(value: unknown): Promise<void>;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryJobStore, type JobKind, type LongJob, type LongJobState } from '../../src/index.js';
+import { MemoryJobStore, type JobContext, type JobKind, type LongJob, type LongJobState } from '../../src/index.js';
 import { makeStoredJob } from '../../src/testing.js';
 import { deferred, makeManager, partitionable, resultOf, until } from './helpers.js';
 
@@ -178,6 +178,35 @@ describe('J8 several managers on one store', () => {
     finishOld.resolve('old result');
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(resultOf(await restarted.get(job.uuid))).toBe('resumed after restart');
+  });
+
+  it('J6/J8 a run its node no longer owns cannot report progress: OWNERSHIP_LOST, nothing written', async () => {
+    const store = new MemoryJobStore();
+    const { jobs: old } = makeManager({ store, nodeId: 'mn-1' });
+    const finishOld = deferred<string>();
+    const oldContext = deferred<JobContext<unknown>>();
+    old.register('Copy', {
+      start: (_job, ctx) => {
+        oldContext.resolve(ctx);
+        return finishOld.promise;
+      },
+      resume: async () => 'old resume',
+    });
+    const fenced = deferred<string>();
+    old.on('node:fenced', (reason) => fenced.resolve(reason));
+    await old.start();
+    const job = await old.submit({ jobName: 'Copy' });
+    const ctx = await oldContext.promise;
+    await ctx.progress(10);
+    const { jobs: restarted } = makeManager({ store, nodeId: 'mn-1' });
+    restarted.register('Copy', { start: async () => 'x', resume: async () => 'resumed after restart' });
+    await restarted.start();
+    await restarted.waitFor(job.uuid);
+    await fenced.promise;
+
+    await expect(ctx.progress(50)).rejects.toMatchObject({ code: 'OWNERSHIP_LOST', details: { uuid: job.uuid, nodeId: 'mn-1' } });
+    expect((await store.listProgress(job.apiId)).map((entry) => entry.percent)).toEqual([10, 100]);
+    finishOld.resolve('old result');
   });
 
   it('J8 the jobs of a dead node go to exactly one survivor each', async () => {
