@@ -50,26 +50,28 @@ export function evaluateTargets(rows, adapters) {
   }
 
   // P1, callback style: within 5× of the synchronous loop.
-  {
-    const id = 'P1 callback';
-    const target = 'callback-style flows completing synchronously within 5x of baseline-sync-loop';
-    const scenario = 'S1 N=1,000';
-    const base = cell(rows, scenario, 'baseline-sync-loop', 'ns/flow');
-    const ours = cell(rows, scenario, 'flowchain-cb', 'ns/flow');
-    if (base === undefined || ours === undefined) missing(id, target);
-    else verdicts.push({ id, target, value: `${fmt(ours / base)}x (${fmt(ours, 1)} vs ${fmt(base, 2)} ns/flow)`, met: ours / base <= 5 });
-  }
+  ratioTarget(verdicts, rows, {
+    id: 'P1 callback',
+    target: 'callback-style flows completing synchronously within 5x of baseline-sync-loop',
+    scenario: 'S1 N=1,000',
+    unit: 'ns/flow',
+    baseline: 'baseline-sync-loop',
+    library: 'flowchain-cb',
+    limit: 5,
+    digits: 2,
+  });
 
   // P2: heap per in-flight chain within 1.5× of the async loop.
-  {
-    const id = 'P2';
-    const target = 'heap per in-flight chain (S4) within 1.5x of baseline-async';
-    const scenario = 'S4 100k in flight';
-    const base = cell(rows, scenario, 'baseline-async', 'B heap/chain');
-    const ours = cell(rows, scenario, 'flowchain', 'B heap/chain');
-    if (base === undefined || ours === undefined) missing(id, target);
-    else verdicts.push({ id, target, value: `${fmt(ours / base)}x (${fmt(ours, 0)} vs ${fmt(base, 0)} B)`, met: ours / base <= 1.5 });
-  }
+  ratioTarget(verdicts, rows, {
+    id: 'P2',
+    target: 'heap per in-flight chain (S4) within 1.5x of baseline-async',
+    scenario: 'S4 100k in flight',
+    unit: 'B heap/chain',
+    baseline: 'baseline-async',
+    library: 'flowchain',
+    limit: 1.5,
+    digits: 0,
+  });
 
   // P3: 1,000,000 flows complete, time per flow at 1M within 1.5× of that at 100k.
   {
@@ -93,6 +95,18 @@ export function evaluateTargets(rows, adapters) {
     else verdicts.push({ id, target, value: `per-flow time 1M / 100k: ${parts.join(', ')}`, met });
   }
   return verdicts;
+}
+
+/** A target on one ratio: `library` over `baseline` in one cell, at most `limit`. */
+function ratioTarget(verdicts, rows, { id, target, scenario, unit, baseline, library, limit, digits }) {
+  const base = cell(rows, scenario, baseline, unit);
+  const ours = cell(rows, scenario, library, unit);
+  if (base === undefined || ours === undefined) {
+    verdicts.push({ id, target, value: 'not measured in this run', met: null });
+    return;
+  }
+  const ratio = ours / base;
+  verdicts.push({ id, target, value: `${fmt(ratio)}x (${fmt(ours, digits)} vs ${fmt(base, digits)} ${unit})`, met: ratio <= limit });
 }
 
 /** The verdicts as terminal lines. */
