@@ -1,5 +1,5 @@
 import { FlowChainError, FlowChainErrorCode, serializeError } from '../errors.js';
-import type { JobChange } from '../store/contract.js';
+import type { JobChange, NodeRegistry } from '../store/contract.js';
 import type { ManagerCore } from './core.js';
 import { type Execution, nowIso, writeOwned } from './execution.js';
 import { deliverCancel } from './operations.js';
@@ -27,6 +27,10 @@ export class Liveness {
   private polling = false;
   private lastReap = Number.NEGATIVE_INFINITY;
   private fenced = false;
+  /** The incarnation this node had when it last fenced itself off. */
+  private fencedIncarnation: string | undefined = undefined;
+  /** The heartbeat in flight, if any: stop() waits for it. */
+  private heartbeating: Promise<void> | undefined = undefined;
   /** A newer incarnation of this nodeId took over: this one never comes back. */
   private superseded = false;
   /** False once stop() began: no more claims, no re-registration. */
@@ -139,6 +143,9 @@ export class Liveness {
     this.pollTimer = this.heartbeatTimer = this.fenceTimer = undefined;
     this.unsubscribe?.();
     this.unsubscribe = undefined;
+    // A heartbeat in flight may be re-registering a fenced node: it takes that back out (see
+    // heartbeat()); stop() resolves once it has.
+    await this.heartbeating;
     const incarnation = this.incarnation;
     this.incarnation = undefined;
     const nodes = this.core.store.nodes;
@@ -167,7 +174,9 @@ export class Liveness {
   }
 
   private scheduleHeartbeat(): void {
-    this.heartbeatTimer = setTimeout(() => void this.heartbeat(), this.core.options.heartbeatIntervalMs);
+    this.heartbeatTimer = setTimeout(() => {
+      this.heartbeating = this.heartbeat();
+    }, this.core.options.heartbeatIntervalMs);
     this.heartbeatTimer.unref();
   }
 
@@ -178,8 +187,27 @@ export class Liveness {
       if (this.fenced) {
         // Stopping, or replaced by a newer process with this nodeId: stay down.
         if (!this.claiming || this.superseded) return;
+        // A process that restarted with this nodeId while this one was cut off (a rolling
+        // restart during a partition) owns our jobs now; registering would mark it dead.
+        if (await this.replacedWhileFenced(nodes)) {
+          this.superseded = true;
+          this.core.reportError(
+            new FlowChainError(
+              FlowChainErrorCode.OWNERSHIP_LOST,
+              `Node ${this.core.nodeId} stays fenced off: a newer process registered the same nodeId while this one could not reach the store.`,
+              { details: { nodeId: this.core.nodeId } },
+            ),
+            'coming back after a fence',
+          );
+          return;
+        }
         // Come back as a new incarnation; the restart rules then reclaim our old jobs.
         await this.register();
+        if (this.ended || !this.claiming) {
+          // stop() ran meanwhile: take the new incarnation back out, and claim nothing.
+          await this.withdraw(nodes);
+          return;
+        }
         await reclaimJobs(this.core, 'restart');
         this.restartPending = false;
         return;
@@ -209,8 +237,25 @@ export class Liveness {
       // The fence timer still runs: if renewals keep failing, the node stops itself in time.
       this.core.reportError(error, 'renewing the node lease');
     } finally {
-      if (this.heartbeatTimer !== undefined || this.fenced) this.scheduleHeartbeat();
+      if (!this.ended && (this.heartbeatTimer !== undefined || this.fenced)) this.scheduleHeartbeat();
     }
+  }
+
+  /** Whether another incarnation of this nodeId is alive: a process registered after this one. */
+  private async replacedWhileFenced(nodes: NodeRegistry): Promise<boolean> {
+    const nodeId = this.core.nodeId;
+    const previous = this.fencedIncarnation;
+    return (await nodes.list()).some((node) => node.nodeId === nodeId && node.state === 'alive' && node.incarnation !== previous);
+  }
+
+  /** Undoes a registration that stop() overtook. */
+  private async withdraw(nodes: NodeRegistry): Promise<void> {
+    const incarnation = this.incarnation;
+    this.incarnation = undefined;
+    this.fenced = true;
+    if (this.fenceTimer !== undefined) clearTimeout(this.fenceTimer);
+    this.fenceTimer = undefined;
+    if (incarnation !== undefined) await nodes.leave(incarnation);
   }
 
   private trustUntil(sentAt: number): void {
@@ -226,6 +271,7 @@ export class Liveness {
   private fence(reason: string): void {
     if (this.fenced) return;
     this.fenced = true;
+    this.fencedIncarnation = this.incarnation;
     this.incarnation = undefined;
     if (this.fenceTimer !== undefined) clearTimeout(this.fenceTimer);
     this.fenceTimer = undefined;

@@ -261,6 +261,18 @@ export async function updateJob(
 /** Clean: only Canceling jobs of kinds with `clean`; then the job ends Canceled. @internal */
 export async function cleanJob(core: ManagerCore, uuid: string): Promise<LongJob> {
   const incarnation = requireIncarnation(core);
+  // Busy from the ownership write to the end: this node's poll must not see a Canceling job
+  // it owns with nothing running it, and deliver the cancel (and clean) a second time.
+  const marked = !core.busy.has(uuid);
+  core.busy.add(uuid);
+  try {
+    return await cleanOwned(core, uuid, incarnation);
+  } finally {
+    if (marked) core.busy.delete(uuid);
+  }
+}
+
+async function cleanOwned(core: ManagerCore, uuid: string, incarnation: string): Promise<LongJob> {
   const { job } = await writeShared(core, uuid, (current) => {
     if (current.state !== 'Canceling') {
       throw new FlowChainError(

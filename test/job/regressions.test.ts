@@ -8,7 +8,8 @@ import {
   type LongJob,
   type StoredJob,
 } from '../../src/index.js';
-import { deferred, makeManager, resultOf, until } from './helpers.js';
+import { makeStoredJob } from '../../src/testing.js';
+import { deferred, makeManager, partitionable, resultOf, until } from './helpers.js';
 
 /*
  * Regression tests for the job-layer bugs found in review (one test per reproduction
@@ -1026,5 +1027,83 @@ describe('J8/J9 cancel delivery and stop (j_poll_wedge, p_cancel_then_stop, h_st
     expect(done.state).toBe('Succeeded');
     expect(resultOf(done)).toBe('done');
     expect(store.inspectNodes().map((node) => [node.incarnation, node.state])).toEqual([[jobs.incarnation, 'alive']]);
+  });
+});
+
+describe('review 2: fencing, restarts and clean', () => {
+  it('J8 an old process cut off during a rolling restart stays fenced when it can reach the store again; the new one keeps running', async () => {
+    const store = new MemoryJobStore();
+    const view = partitionable(store);
+    const { jobs: old } = makeManager({ store: view, nodeId: 'mn-1' });
+    old.register('K', { start: async () => 'x' });
+    const fenced = deferred<string>();
+    old.on('node:fenced', (reason) => fenced.resolve(reason));
+    await old.start();
+    view.cut();
+    // the restarted process registers the same nodeId while the old one is cut off
+    const { jobs: restarted } = makeManager({ store, nodeId: 'mn-1' });
+    restarted.register('K', { start: async () => 'x' });
+    await restarted.start();
+    const newIncarnation = restarted.incarnation;
+    await fenced.promise;
+    view.heal();
+    await sleep(400);
+    const alive = (await store.nodes.list()).filter((n) => n.state === 'alive').map((n) => n.incarnation);
+    // Expected: the restarted process is still the live incarnation of mn-1, the old one stays down.
+    expect(alive).toEqual([newIncarnation]);
+    expect(restarted.incarnation).toBe(newIncarnation);
+    expect(old.incarnation).toBeUndefined();
+  });
+
+  it('J3/J7 clean() on a node that is not running the job runs the kind\'s cancel and clean once each, not again from its own poll', async () => {
+    const store = new MemoryJobStore();
+    let cleans = 0;
+    let cancels = 0;
+    const kind = (): JobKind => ({
+      start: () => new Promise(() => {}), // ignores its signal
+      cancel: async () => (cancels++, false),
+      clean: async () => {
+        cleans++;
+        await sleep(200);
+      },
+    });
+    const { jobs: a } = makeManager({ store, nodeId: 'mn-a' });
+    const { jobs: b } = makeManager({ store, nodeId: 'mn-b' });
+    a.register('K', kind());
+    b.register('K', kind());
+    await a.start();
+    await b.start();
+    const job = await a.submit({ jobName: 'K' });
+    await a.cancel(job.uuid); // Canceling; a's cancel says "not clean"
+    expect(cancels).toBe(1);
+    const cleaned = await b.clean(job.uuid);
+    expect(cleaned.state).toBe('Canceled');
+    await sleep(100);
+    expect({ cleans, cancels }).toEqual({ cleans: 1, cancels: 1 });
+  });
+
+  it('J8/J9 stop() while a fenced node re-registers: it claims and runs nothing after stop() resolves and leaves no alive incarnation', async () => {
+    const store = new MemoryJobStore();
+    const view = partitionable(store);
+    const { jobs } = makeManager({ store: view, nodeId: 'mn-1' });
+    const runs: string[] = [];
+    jobs.register('K', { start: async (job) => (runs.push(job.uuid), 'ran') });
+    const fenced = deferred<string>();
+    jobs.on('node:fenced', (reason) => fenced.resolve(reason));
+    await jobs.start();
+    view.cut();
+    await fenced.promise;
+    const orphan = makeStoredJob({ jobName: 'K', state: 'Waiting', managementNodeUuid: null, incarnation: null });
+    await store.createJob(orphan);
+    store.injectFault('register', { latencyOnly: true, latencyMs: 200 });
+    view.heal();
+    await sleep(80); // the heartbeat is now re-registering (slow)
+    await jobs.stop();
+    const stoppedAt = runs.length;
+    await sleep(400);
+    expect(runs.length).toBe(stoppedAt);
+    expect(store.inspect().find((j) => j.uuid === orphan.uuid)).toMatchObject({ state: 'Waiting', incarnation: null });
+    expect((await store.nodes.list()).filter((n) => n.state === 'alive')).toEqual([]);
+    expect(jobs.incarnation).toBeUndefined();
   });
 });
