@@ -1,6 +1,6 @@
 import type { NodeRecord, NodeRegistry } from './contract.js';
 import type { PgPoolLike } from './postgres-driver.js';
-import { orphanJobs } from './postgres-sql.js';
+import { FINAL_STATES_SQL, orphanJobs } from './postgres-sql.js';
 
 /*
  * Node incarnations of PostgresJobStore (J8): heartbeats, leases, graceful leave and
@@ -92,16 +92,21 @@ export class PostgresNodeRegistry implements NodeRegistry {
       // One statement sees one snapshot: the incarnations it marks dead still read as alive
       // there, so they are taken out of the alive ones by hand. Jobs of any incarnation not
       // alive (dead, superseded by a restart, or unknown to the registry) become orphans.
+      // They are picked with their version and orphaned only at that version: under READ
+      // COMMITTED, a job claimed meanwhile by an incarnation registered after this snapshot
+      // (so "not alive" in it) is re-checked on its new row, and must not match again.
       // The DELETE sees the rows dead before the statement; the UPDATE, the alive ones.
       const result = await pool.query(
         `WITH dead AS (
            UPDATE ${this.tables.nodes} SET state = 'dead'
             WHERE state = 'alive' AND lease_until + $2::double precision * interval '1 millisecond' < clock_timestamp()
            RETURNING incarnation, started_at),
-         orphaned AS (${orphanJobs(
-           this.tables.jobs,
-           `(incarnation IS NOT NULL AND incarnation NOT IN (SELECT incarnation FROM ${this.tables.nodes} WHERE state = 'alive' EXCEPT SELECT incarnation FROM dead))`,
-         )}),
+         stranded AS (
+           SELECT uuid, version FROM ${this.tables.jobs}
+            WHERE incarnation IS NOT NULL AND state NOT IN (${FINAL_STATES_SQL})
+              AND incarnation NOT IN (SELECT incarnation FROM ${this.tables.nodes} WHERE state = 'alive'
+                                      EXCEPT SELECT incarnation FROM dead)),
+         orphaned AS (${orphanJobs(this.tables.jobs, '(uuid, version) IN (SELECT uuid, version FROM stranded)')}),
          pruned AS (
            DELETE FROM ${this.tables.nodes}
             WHERE $3::double precision IS NOT NULL AND state = 'dead'

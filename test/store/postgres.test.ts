@@ -526,6 +526,33 @@ describePg('PostgresJobStore on PostgreSQL', () => {
       await sleep(20);
       expect(await store.nodes.reap(0)).toEqual(['m1']);
     });
+
+    it('a reap racing a restart\'s claim leaves the job with the new incarnation (READ COMMITTED re-check)', async () => {
+      const store = open();
+      const schema = store.schema;
+      // d1 died; its restart n2 registers and claims d1's job in one transaction that the
+      // reap's statement must wait for (it started before the claim committed).
+      await store.nodes.register({ nodeId: 'n', incarnation: 'd1', leaseTtlMs: 60_000 });
+      const job = makeStoredJob({ state: 'Running', managementNodeUuid: 'n', incarnation: 'd1', epoch: 1 });
+      await store.createJob(job);
+      await admin.query(`UPDATE "${schema}".nodes SET state = 'dead' WHERE incarnation = 'd1'`);
+      const claim = await admin.connect();
+      try {
+        await claim.query('BEGIN');
+        await claim.query(
+          `INSERT INTO "${schema}".nodes (node_id, incarnation, started_at, heartbeat_at, lease_until, state)
+           VALUES ('n', 'n2', clock_timestamp(), clock_timestamp(), clock_timestamp() + interval '1 minute', 'alive')`,
+        );
+        await claim.query(`UPDATE "${schema}".jobs SET incarnation = 'n2', epoch = epoch + 1, version = version + 1 WHERE uuid = $1`, [job.uuid]);
+        const reaping = store.nodes.reap(0);
+        await sleep(200); // the reap's statement has its snapshot, and waits for the job's row lock
+        await claim.query('COMMIT');
+        expect(await reaping).toEqual([]);
+      } finally {
+        claim.release();
+      }
+      expect(await store.getJob(job.uuid)).toMatchObject({ incarnation: 'n2', epoch: 2, version: 2 });
+    });
   });
 
   describe('with JobManager (J8)', () => {
