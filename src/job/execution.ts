@@ -111,12 +111,14 @@ async function finishJob(core: ManagerCore, execution: Execution, outcome: Outco
   }
   let progressWritten = !outcome.ok;
   await writeOwned(core, execution, execution.uuid, RETRY, async (job) => {
-    if (!progressWritten) {
-      // ZStack reports 100 before the job turns Succeeded.
+    const changes = completionChanges(job, outcome, resultText, execution);
+    if (!progressWritten && changes?.state === 'Succeeded') {
+      // ZStack reports 100 before the job turns Succeeded (not when a cancel got there first).
       await appendProgress(core, job, 100, null);
       progressWritten = true;
+      return completionChanges(job, outcome, resultText, execution);
     }
-    return completionChanges(job, outcome, resultText, execution);
+    return changes;
   });
 }
 
