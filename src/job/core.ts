@@ -93,4 +93,15 @@ export interface ManagerCore {
   track<Result>(work: Promise<Result>): Promise<Result>;
   /** Uuids being recovered or having their cancel delivered on this node (one at a time per job). */
   readonly busy: Set<string>;
+  /**
+   * Successful results of runs this node finished after it lost its lease (so could not
+   * write), by uuid, with the epoch the run owned the job at (see recovery.ts). Oldest first.
+   */
+  readonly unwritten: Map<string, UnwrittenResult>;
+}
+
+/** A result a run computed but could not write: its node had fenced itself off. @internal */
+export interface UnwrittenResult {
+  readonly epoch: number;
+  readonly value: unknown;
 }

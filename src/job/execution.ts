@@ -10,7 +10,7 @@ import type { FlowChain } from '../flow/chain.js';
 import type { RunHooks, RunResume } from '../flow/run.js';
 import { runDurable } from './durable.js';
 import type { JobChanges, ProgressEntry, StoredJob } from '../store/contract.js';
-import type { ManagerCore } from './core.js';
+import type { ManagerCore, UnwrittenResult } from './core.js';
 import { toJsonText } from './json.js';
 import type { JobContext, ResolvedKind } from './kind.js';
 import { type LongJob, checkStoredJob, toLongJob } from './record.js';
@@ -51,7 +51,11 @@ export class Execution {
   }
 }
 
-type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+/** How a run ended. @internal */
+export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** How many unwritten results a node keeps at most (the oldest go first). */
+const MAX_UNWRITTEN = 10_000;
 
 /** Starts the job's code in the background. @internal */
 export function startExecution(
@@ -88,12 +92,44 @@ async function runExecution(core: ManagerCore, execution: Execution, job: Stored
   } catch (error) {
     outcome = { ok: false, error };
   }
-  if (execution.abandoned) return;
-  await finishJob(core, execution, outcome);
+  // A success is kept until it is written: if the node loses the job first (a store outage
+  // outlasting its lease), the job may come back to this node, which then writes it (see
+  // recovery.ts). A failure is not kept: it may only be the run's answer to its abort, and
+  // the restart rules handle the job.
+  const kept = outcome.ok ? keepUnwritten(core, execution, outcome.value) : undefined;
+  const written = execution.abandoned ? undefined : await finishJob(core, execution.uuid, execution, outcome);
+  // Written, or nothing to write: drop it, unless a recovery took it already.
+  if (kept !== undefined && (written !== undefined || !execution.abandoned) && core.unwritten.get(execution.uuid) === kept) {
+    core.unwritten.delete(execution.uuid);
+  }
 }
 
-/** Records a run's outcome (J5), retrying through conflicts and store failures. */
-async function finishJob(core: ManagerCore, execution: Execution, outcome: Outcome): Promise<void> {
+function keepUnwritten(core: ManagerCore, execution: Execution, value: unknown): UnwrittenResult {
+  const kept = { epoch: execution.owner.epoch, value };
+  core.unwritten.delete(execution.uuid);
+  core.unwritten.set(execution.uuid, kept);
+  if (core.unwritten.size > MAX_UNWRITTEN) core.unwritten.delete(core.unwritten.keys().next().value as string);
+  return kept;
+}
+
+/**
+ * Records a run's outcome (J5), retrying through conflicts and store failures; for a run,
+ * or for a result kept from a run this node could not write for (recovery.ts). Returns the
+ * written record, or undefined when nothing was written.
+ * @internal
+ */
+export async function finishJob(
+  core: ManagerCore,
+  uuid: string,
+  execution: Execution | Owner,
+  outcome: Outcome,
+): Promise<StoredJob | undefined> {
+  // Read at each write attempt: a stop({ mode: 'suspend' }) may come during the retries.
+  const stopping = {
+    get suspendRequested(): boolean {
+      return execution instanceof Execution && execution.suspendRequested;
+    },
+  };
   let resultText: string | undefined;
   if (outcome.ok) {
     try {
@@ -103,20 +139,20 @@ async function finishJob(core: ManagerCore, execution: Execution, outcome: Outco
         ok: false,
         error: new FlowChainError(
           FlowChainErrorCode.INVALID_ARGUMENT,
-          `Job ${execution.uuid} completed with a result that cannot be stored as JSON: ${describeThrown(error)}`,
+          `Job ${uuid} completed with a result that cannot be stored as JSON: ${describeThrown(error)}`,
           { cause: error },
         ),
       };
     }
   }
   let progressWritten = !outcome.ok;
-  await writeOwned(core, execution, execution.uuid, RETRY, async (job) => {
-    const changes = completionChanges(job, outcome, resultText, execution);
+  return writeOwned(core, execution, uuid, RETRY, async (job) => {
+    const changes = completionChanges(job, outcome, resultText, stopping);
     if (!progressWritten && changes?.state === 'Succeeded') {
       // ZStack reports 100 before the job turns Succeeded (not when a cancel got there first).
       await appendProgress(core, job, 100, null);
       progressWritten = true;
-      return completionChanges(job, outcome, resultText, execution);
+      return completionChanges(job, outcome, resultText, stopping);
     }
     return changes;
   });

@@ -3,7 +3,7 @@ import { FlowChainError, FlowChainErrorCode, describeThrown, invalidArgument, is
 import type { JobCount, JobQuery, JobStore, ProgressEntry, StoredJob } from '../store/contract.js';
 import { MemoryJobStore } from '../store/memory.js';
 import { checkGroupField, checkJobQuery } from '../store/query.js';
-import type { JobManagerEvents, JobManagerOptions, ManagerCore, ResolvedJobManagerOptions } from './core.js';
+import type { JobManagerEvents, JobManagerOptions, ManagerCore, ResolvedJobManagerOptions, UnwrittenResult } from './core.js';
 import { type Execution, nowIso, startExecution } from './execution.js';
 import { toJsonText } from './json.js';
 import { type ChainJobKind, type JobKind, type ResolvedKind, resolveKind } from './kind.js';
@@ -102,6 +102,7 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
   private readonly waiters = new Map<string, Set<(job?: StoredJob) => void>>();
   private readonly inflight = new Set<Promise<unknown>>();
   private readonly busy = new Set<string>();
+  private readonly unwritten = new Map<string, UnwrittenResult>();
   private readonly core: ManagerCore;
   private readonly liveness: Liveness;
   private status: 'idle' | 'starting' | 'running' | 'stopping' | 'stopped' = 'idle';
@@ -139,6 +140,7 @@ export class JobManager extends EventEmitter<JobManagerEvents> {
       reportError: (error, context, code) => this.reportError(error, context, code),
       track: (work) => this.track(work),
       busy: this.busy,
+      unwritten: this.unwritten,
     };
     this.liveness = new Liveness(this.core, (uuid) => this.wake(uuid));
   }

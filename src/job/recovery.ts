@@ -1,7 +1,7 @@
 import { FlowChainError, FlowChainErrorCode, isFlowChainError, serializeError } from '../errors.js';
 import type { StoredJob } from '../store/contract.js';
 import type { ManagerCore } from './core.js';
-import { type Owner, finalChanges, nowIso, runClean, startExecution, writeOwned } from './execution.js';
+import { type Owner, finalChanges, finishJob, nowIso, runClean, startExecution, writeOwned } from './execution.js';
 import type { ResolvedKind } from './kind.js';
 import { canceledError } from './operations.js';
 import { checkStoredJob, toLongJob } from './record.js';
@@ -71,6 +71,17 @@ export async function recoverJob(core: ManagerCore, job: StoredJob): Promise<voi
 async function recover(core: ManagerCore, job: StoredJob): Promise<void> {
   const kind = core.kinds.get(job.jobName) as ResolvedKind;
   const owner: Owner = { incarnation: job.incarnation as string, epoch: job.epoch };
+  const kept = core.unwritten.get(job.uuid);
+  if (kept !== undefined) {
+    core.unwritten.delete(job.uuid);
+    // This node's run succeeded while the node was cut off. One claim since (epoch + 1) means
+    // the job went straight from that run's incarnation to this one: nobody else has run it,
+    // so the result stands. Anything more, and the restart rules decide.
+    if (job.epoch === kept.epoch + 1 && (job.state === 'Running' || job.state === 'Canceling')) {
+      await finishJob(core, job.uuid, owner, { ok: true, value: kept.value });
+      return;
+    }
+  }
   if (job.takeovers > core.options.maxTakeovers) {
     const error = new FlowChainError(
       FlowChainErrorCode.TAKEOVER_LIMIT_EXCEEDED,

@@ -1106,4 +1106,49 @@ describe('review 2: fencing, restarts and clean', () => {
     expect((await store.nodes.list()).filter((n) => n.state === 'alive')).toEqual([]);
     expect(jobs.incarnation).toBeUndefined();
   });
+
+  it('J5/J8 a job that succeeded while its node was cut off from the store keeps its result when the node comes back', async () => {
+    const store = new MemoryJobStore();
+    const view = partitionable(store);
+    const { jobs } = makeManager({ store: view, nodeId: 'mn-1' });
+    const finish = deferred<string>();
+    jobs.register('K', { start: () => finish.promise });
+    const fenced = deferred<string>();
+    jobs.on('node:fenced', (reason) => fenced.resolve(reason));
+    await jobs.start();
+    const job = await jobs.submit({ jobName: 'K' });
+    view.cut();
+    finish.resolve('the result');
+    await fenced.promise;
+    view.heal();
+    const done = await jobs.waitFor(job.uuid, { timeoutMs: 3000 });
+    expect(done.state).toBe('Succeeded');
+    expect(resultOf(done)).toBe('the result');
+    expect((await store.listProgress(job.apiId)).map((entry) => entry.percent)).toEqual([100]);
+  });
+
+  it('J5/J8 a result kept while cut off is dropped when another node owned the job meanwhile: that node\'s run decides', async () => {
+    const store = new MemoryJobStore();
+    const view = partitionable(store);
+    const { jobs: a } = makeManager({ store: view, nodeId: 'mn-a' });
+    const finish = deferred<string>();
+    a.register('K', { start: () => finish.promise, resume: async () => 'resumed by a' });
+    const fenced = deferred<string>();
+    a.on('node:fenced', (reason) => fenced.resolve(reason));
+    await a.start();
+    const job = await a.submit({ jobName: 'K' });
+    view.cut();
+    finish.resolve('a, while cut off');
+    await fenced.promise;
+    const { jobs: b } = makeManager({ store, nodeId: 'mn-b' });
+    const release = deferred<string>();
+    b.register('K', { start: async () => 'never', resume: () => release.promise });
+    await b.start();
+    await until(() => store.inspect()[0]?.managementNodeUuid === 'mn-b');
+    view.heal();
+    release.resolve('resumed by b');
+    const done = await b.waitFor(job.uuid, { timeoutMs: 3000 });
+    expect(done).toMatchObject({ state: 'Succeeded', managementNodeUuid: 'mn-b' });
+    expect(resultOf(done)).toBe('resumed by b');
+  });
 });
