@@ -1107,19 +1107,25 @@ describe('review 2: fencing, restarts and clean', () => {
     expect(jobs.incarnation).toBeUndefined();
   });
 
-  it('J5/J8 a job that succeeded while its node was cut off from the store keeps its result when the node comes back', async () => {
-    const store = new MemoryJobStore();
+  /** A node whose job succeeds while the node is cut off from `store`; returned once it fenced itself. */
+  async function succeedWhileCutOff(store: MemoryJobStore, nodeId: string, result: string) {
     const view = partitionable(store);
-    const { jobs } = makeManager({ store: view, nodeId: 'mn-1' });
+    const { jobs } = makeManager({ store: view, nodeId });
     const finish = deferred<string>();
-    jobs.register('K', { start: () => finish.promise });
+    jobs.register('K', { start: () => finish.promise, resume: async () => `resumed by ${nodeId}` });
     const fenced = deferred<string>();
     jobs.on('node:fenced', (reason) => fenced.resolve(reason));
     await jobs.start();
     const job = await jobs.submit({ jobName: 'K' });
     view.cut();
-    finish.resolve('the result');
+    finish.resolve(result);
     await fenced.promise;
+    return { jobs, view, job };
+  }
+
+  it('J5/J8 a job that succeeded while its node was cut off from the store keeps its result when the node comes back', async () => {
+    const store = new MemoryJobStore();
+    const { jobs, view, job } = await succeedWhileCutOff(store, 'mn-1', 'the result');
     view.heal();
     const done = await jobs.waitFor(job.uuid, { timeoutMs: 3000 });
     expect(done.state).toBe('Succeeded');
@@ -1129,17 +1135,7 @@ describe('review 2: fencing, restarts and clean', () => {
 
   it('J5/J8 a result kept while cut off is dropped when another node owned the job meanwhile: that node\'s run decides', async () => {
     const store = new MemoryJobStore();
-    const view = partitionable(store);
-    const { jobs: a } = makeManager({ store: view, nodeId: 'mn-a' });
-    const finish = deferred<string>();
-    a.register('K', { start: () => finish.promise, resume: async () => 'resumed by a' });
-    const fenced = deferred<string>();
-    a.on('node:fenced', (reason) => fenced.resolve(reason));
-    await a.start();
-    const job = await a.submit({ jobName: 'K' });
-    view.cut();
-    finish.resolve('a, while cut off');
-    await fenced.promise;
+    const { view, job } = await succeedWhileCutOff(store, 'mn-a', 'a, while cut off');
     const { jobs: b } = makeManager({ store, nodeId: 'mn-b' });
     const release = deferred<string>();
     b.register('K', { start: async () => 'never', resume: () => release.promise });
