@@ -189,7 +189,7 @@ export class Liveness {
         if (!this.claiming || this.superseded) return;
         // A process that restarted with this nodeId while this one was cut off (a rolling
         // restart during a partition) owns our jobs now; registering would mark it dead.
-        if (await this.replacedWhileFenced(nodes)) {
+        if (await this.anotherAlive(nodes, this.fencedIncarnation)) {
           this.superseded = true;
           this.core.reportError(
             new FlowChainError(
@@ -223,10 +223,7 @@ export class Liveness {
         // Dead because a newer process registered this nodeId (a restart): that one owns the
         // jobs now, and this one must not take them back. Dead because the lease ran out:
         // come back as a new incarnation at the next heartbeat.
-        const nodeId = this.core.nodeId;
-        this.superseded = (await nodes.list()).some(
-          (node) => node.nodeId === nodeId && node.state === 'alive' && node.incarnation !== incarnation,
-        );
+        this.superseded = await this.anotherAlive(nodes, incarnation);
         this.fence(
           this.superseded
             ? 'a newer process registered the same nodeId (a restart); this one stays fenced off'
@@ -241,11 +238,13 @@ export class Liveness {
     }
   }
 
-  /** Whether another incarnation of this nodeId is alive: a process registered after this one. */
-  private async replacedWhileFenced(nodes: NodeRegistry): Promise<boolean> {
+  /**
+   * Whether an incarnation of this nodeId other than `own` is alive: a process registered
+   * after this one (registering marks every earlier one dead).
+   */
+  private async anotherAlive(nodes: NodeRegistry, own: string | undefined): Promise<boolean> {
     const nodeId = this.core.nodeId;
-    const previous = this.fencedIncarnation;
-    return (await nodes.list()).some((node) => node.nodeId === nodeId && node.state === 'alive' && node.incarnation !== previous);
+    return (await nodes.list()).some((node) => node.nodeId === nodeId && node.state === 'alive' && node.incarnation !== own);
   }
 
   /** Undoes a registration that stop() overtook. */

@@ -4,7 +4,9 @@ import {
   FlowChainError,
   MemoryJobStore,
   type Flow,
+  type ChainJobKind,
   type JobKind,
+  type JobManager,
   type LongJob,
   type StoredJob,
 } from '../../src/index.js';
@@ -16,6 +18,21 @@ import { deferred, makeManager, partitionable, resultOf, until } from './helpers
  * script; the script's name is in each test's comment). Each test asserts the correct
  * behaviour: final states, what ran and in which order, counts and error codes.
  */
+
+/** Starts node n1 with `kind` as K, submits a K job and waits until `running` resolves. */
+async function submitOnN1<Data>(
+  store: MemoryJobStore,
+  kind: JobKind | ChainJobKind<unknown, Data>,
+  running: Promise<void>,
+): Promise<{ jobs: JobManager; job: LongJob }> {
+  const { jobs } = makeManager({ store, nodeId: 'n1' });
+  if ('chain' in kind) jobs.register<unknown, Data>('K', kind);
+  else jobs.register('K', kind);
+  await jobs.start();
+  const job = await jobs.submit({ jobName: 'K' });
+  await running;
+  return { jobs, job };
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -391,11 +408,7 @@ describe('J10 durable chains: cancel and suspend/resume (d2_cancel_takeover, k_i
     const log: string[] = [];
     const hang = { on: true };
     const bRunning = deferred();
-    const { jobs: a } = makeManager({ store, nodeId: 'n1' });
-    a.register('K', abKind(log, hang, () => bRunning.resolve()));
-    await a.start();
-    const job = await a.submit({ jobName: 'K' });
-    await bRunning.promise;
+    const { jobs: a, job } = await submitOnN1(store, abKind(log, hang, () => bRunning.resolve()), bRunning.promise);
     await a.stop({ mode: 'suspend' }); // Suspended, unowned; the checkpoint says a is done
     expect(store.inspect()[0]).toMatchObject({ state: 'Suspended', incarnation: null });
     expect(await checkpointOf(store, job.uuid)).toMatchObject({ phase: 'forward', index: 1, status: [DONE, 0] });
@@ -443,11 +456,7 @@ describe('J10 durable chains: cancel and suspend/resume (d2_cancel_takeover, k_i
     const log: string[] = [];
     const hang = { on: true };
     const bRunning = deferred();
-    const { jobs: a } = makeManager({ store, nodeId: 'n1' });
-    a.register('K', abKind(log, hang, () => bRunning.resolve()));
-    await a.start();
-    const job = await a.submit({ jobName: 'K' });
-    await bRunning.promise;
+    const { jobs: a, job } = await submitOnN1(store, abKind(log, hang, () => bRunning.resolve()), bRunning.promise);
     await a.stop({ mode: 'suspend' }); // (or a crash)
     const { jobs: ops } = makeManager({ store, nodeId: 'ops' });
     await ops.start();
@@ -503,11 +512,7 @@ describe('J10 durable chains: cancel and suspend/resume (d2_cancel_takeover, k_i
             return undefined;
           },
         });
-    const { jobs: a } = makeManager({ store, nodeId: 'n1' });
-    a.register('K', { chain: build });
-    await a.start();
-    const job = await a.submit({ jobName: 'K' });
-    await bRunning.promise;
+    const { jobs: a, job } = await submitOnN1(store, { chain: build }, bRunning.promise);
     expect(await checkpointOf(store, job.uuid)).toMatchObject({
       phase: 'forward',
       index: 1,
@@ -818,11 +823,7 @@ describe('J10 durable chains: data, extensions and corrupt checkpoints (c_bigint
             },
           }),
     };
-    const { jobs: a } = makeManager({ store, nodeId: 'n1' });
-    a.register('K', kind);
-    await a.start();
-    const job = await a.submit({ jobName: 'K' });
-    await bRunning.promise;
+    const { jobs: a, job } = await submitOnN1(store, kind, bRunning.promise);
     // The stored checkpoint gets damaged (a bad row, a partial write by a foreign tool…).
     const current = store.inspect()[0] as StoredJob;
     await store.updateJob(job.uuid, { version: current.version }, { checkpoint: '{"v":1,"attempt":1,"flows":["a","b"]}' });
@@ -874,11 +875,7 @@ describe('J10 durable chains: data, extensions and corrupt checkpoints (c_bigint
         await sleep(50);
       },
     };
-    const { jobs: a } = makeManager({ store, nodeId: 'n1' });
-    a.register('K', kind);
-    await a.start();
-    const job = await a.submit({ jobName: 'K' });
-    await bRunning.promise;
+    const { jobs: a, job } = await submitOnN1(store, kind, bRunning.promise);
     await a.stop({ mode: 'suspend' });
     version = 2; // a new deploy with an incompatible flow list
     const { jobs: restarted } = makeManager({ store, nodeId: 'n1' });
@@ -973,11 +970,7 @@ describe('J8/J9 cancel delivery and stop (j_poll_wedge, p_cancel_then_stop, h_st
         log.push('clean');
       },
     };
-    const { jobs: a } = makeManager({ store, nodeId: 'n1' });
-    a.register('K', kind);
-    await a.start();
-    const job = await a.submit({ jobName: 'K' });
-    await bRunning.promise;
+    const { jobs: a, job } = await submitOnN1(store, kind, bRunning.promise);
     expect((await a.cancel(job.uuid)).state).toBe('Canceling');
     await rollingBack.promise;
     const stopping = a.stop({ mode: 'suspend' }).then(() => log.push('stop() resolved')); // the operator stops the node
